@@ -1,0 +1,47 @@
+"""The `vq-hf` command: one entry point, each sub-command implemented by the module that owns the work.
+
+Every sub-command module exposes ``cli(argv: list[str]) -> int`` with its own argparse parser, so
+``vq-hf <command> --help`` documents every flag where the code lives.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+COMMANDS = {
+    "eval": ("vq_hf.evaluation", "evaluate a trained model folder on a dataset split; prints metrics JSON"),
+    "units": ("vq_hf.units", "extract discrete units (codes) of a dataset split into a datasets.Dataset"),
+    "make-handwriting-corpus": (
+        "vq_hf.data.synth_handwriting",
+        "write a ScribbleLens-format stand-in corpus zip of rendered handwriting lines",
+    ),
+    "make-speech-corpus": (
+        "vq_hf.data.synth_speech",
+        "write Kaldi data directories of Festival-spoken CMU ARCTIC prompts with phone CTMs",
+    ),
+}
+
+
+def _usage() -> str:
+    lines = ["usage: vq-hf <command> [options]", "", "commands:"]
+    lines += [f"  {name:<26}{help_}" for name, (_, help_) in COMMANDS.items()]
+    lines += ["", "Run `vq-hf <command> --help` for a command's options."]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in {"-h", "--help"}:
+        print(_usage())
+        return 0
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        print(f"vq-hf: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
+        return 2
+    module = importlib.import_module(COMMANDS[name][0])
+    return int(module.cli(rest) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
