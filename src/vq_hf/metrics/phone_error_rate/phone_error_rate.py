@@ -1,0 +1,62 @@
+"""Pooled phone error rate as a local `evaluate` module (wraps vq_hf.metrics.phone_error_rate)."""
+
+import datasets
+import evaluate
+
+from vq_hf.metrics import phone_error_rate
+
+_DESCRIPTION = """
+Phone error rate pooled over the whole split: the sum of Levenshtein distances between hypothesis and
+reference phone sequences divided by the total reference length (a fraction; x100 for percent). Unlike a
+mean of per-batch rates, the value does not depend on batching. Same number as
+`vq_hf.metrics.phone_error_rate`.
+"""
+
+_KWARGS_DESCRIPTION = """
+Args:
+    predictions: list of hypothesis label-id sequences (e.g. `vq_hf.metrics.ctc_greedy_decode` output).
+    references: list of reference label-id sequences (no padding).
+Returns:
+    phone_error_rate: float, sum of edit distances / total reference length.
+    errors: int, total edit distance.
+    reference_length: int, total number of reference labels.
+Examples:
+    >>> per = evaluate.load(vq_hf.metrics.evaluate_module_path("phone_error_rate"))
+    >>> per.compute(predictions=[[1, 2, 3]], references=[[1, 2, 4, 5]])["phone_error_rate"]
+    0.5
+"""
+
+_CITATION = """
+@inproceedings{lancucki2020robust,
+  title={Robust Training of Vector Quantized Bottleneck Models},
+  author={{\\L}a{\\'n}cucki, Adrian and Chorowski, Jan and Sanchez, Guillaume and Marxer, Ricard and Chen, Nanxin and Dolfing, Hans J. G. R. and Khurana, Sameer and Alum{\\"a}e, Tanel and Laurent, Antoine},
+  booktitle={International Joint Conference on Neural Networks (IJCNN)},
+  year={2020}
+}
+"""
+
+
+@evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
+class PhoneErrorRate(evaluate.Metric):
+    def _info(self):
+        return evaluate.MetricInfo(
+            description=_DESCRIPTION,
+            citation=_CITATION,
+            inputs_description=_KWARGS_DESCRIPTION,
+            features=datasets.Features(
+                {
+                    "predictions": datasets.Sequence(datasets.Value("int64")),
+                    "references": datasets.Sequence(datasets.Value("int64")),
+                }
+            ),
+        )
+
+    def _compute(self, predictions, references):
+        from vq_hf.metrics import edit_distance_counts
+
+        errors, ref_len = edit_distance_counts(predictions, references)
+        return {
+            "phone_error_rate": phone_error_rate(predictions, references),
+            "errors": errors,
+            "reference_length": ref_len,
+        }

@@ -1,0 +1,35 @@
+"""The paper's core: a vector-quantized bottleneck with robust training (Łańcucki et al., 2020).
+
+Public names: :class:`VectorQuantizer`, :class:`VectorQuantizerOutput`, :func:`codebook_param_groups`,
+:func:`set_update_boundary`, :func:`start_epoch`, :class:`CodebookUsageAccumulator`,
+:class:`MaskedBatchNorm`, plus the building blocks (:func:`nearest_codes`, :func:`kmeans`,
+:class:`Reservoir`, :class:`ReestimationSchedule`).
+"""
+
+from .kmeans import KMeansResult, kmeans, kmeans_plusplus
+from .metrics import CodebookUsageAccumulator, code_histogram, perplexity_from_counts
+from .normalization import MaskedBatchNorm
+from .optim import codebook_param_groups, reset_codebook_optimizer_state
+from .quantizer import VectorQuantizer, VectorQuantizerOutput, set_update_boundary, start_epoch
+from .reservoir import Reservoir
+from .schedule import ReestimationSchedule
+from .search import nearest_codes
+
+__all__ = [
+    "VectorQuantizer",
+    "VectorQuantizerOutput",
+    "codebook_param_groups",
+    "reset_codebook_optimizer_state",
+    "set_update_boundary",
+    "start_epoch",
+    "CodebookUsageAccumulator",
+    "MaskedBatchNorm",
+    "nearest_codes",
+    "kmeans",
+    "kmeans_plusplus",
+    "KMeansResult",
+    "Reservoir",
+    "ReestimationSchedule",
+    "code_histogram",
+    "perplexity_from_counts",
+]

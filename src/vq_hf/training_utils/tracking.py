@@ -1,0 +1,104 @@
+"""What a run records while it trains: a JSON-lines history (the source of the plots and of the tests) and
+TensorBoard scalars and histograms. Both are written by the main process only.
+
+History rows: ``{"kind": "train" | "eval", "step": int, "epoch": int, ...metrics}``; eval rows carry
+``"weights": "raw" | "polyak"``. On resume, rows after the checkpoint's step are dropped first, so the
+history of a resumed run equals that of an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import pathlib
+
+import numpy as np
+
+
+def _clean(v):
+    if isinstance(v, (list, tuple)):
+        return [_clean(x) for x in v]
+    if hasattr(v, "tolist"):
+        return _clean(v.tolist())
+    if isinstance(v, float) and not math.isfinite(v):
+        return str(v)
+    return v
+
+
+class History:
+    def __init__(self, path: str | pathlib.Path, enabled: bool = True):
+        self.path = pathlib.Path(path)
+        self.enabled = enabled
+
+    def truncate_after(self, step: int) -> int:
+        """Keep rows with ``step <= step``; returns how many rows were dropped."""
+        if not self.enabled or not self.path.is_file():
+            return 0
+        rows = self.read()
+        kept = [r for r in rows if r.get("step", 0) <= step]
+        self.path.write_text("".join(json.dumps(r) + "\n" for r in kept))
+        return len(rows) - len(kept)
+
+    def append(self, row: dict) -> None:
+        if not self.enabled:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a") as f:
+            f.write(json.dumps({k: _clean(v) for k, v in row.items()}) + "\n")
+
+    def read(self) -> list[dict]:
+        if not self.path.is_file():
+            return []
+        return [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
+
+
+class TensorBoard:
+    """A thin SummaryWriter wrapper; a no-op when disabled or when tensorboard is not importable."""
+
+    def __init__(self, log_dir: str | pathlib.Path, enabled: bool = True):
+        self.writer = None
+        if enabled:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:  # tensorboard is a dependency, but keep training alive without it
+                return
+            self.writer = SummaryWriter(log_dir=str(log_dir))
+
+    def scalars(self, prefix: str, metrics: dict, step: int) -> None:
+        if self.writer is None:
+            return
+        for k, v in metrics.items():
+            if isinstance(v, (list, tuple, np.ndarray)):
+                for i, x in enumerate(np.asarray(v, dtype=float).ravel()):
+                    self.writer.add_scalar(f"{prefix}/{k}/codebook_{i}", float(x), step)
+            elif isinstance(v, (int, float)) and not isinstance(v, bool):
+                self.writer.add_scalar(f"{prefix}/{k}", float(v), step)
+
+    def code_usage(self, tag: str, counts: np.ndarray, step: int) -> None:
+        """Per-codebook code-usage histogram: one bar per code, height = how often it was chosen."""
+        if self.writer is None or counts is None:
+            return
+        counts = np.asarray(counts, dtype=np.float64)
+        if counts.ndim == 1:
+            counts = counts[None]
+        for i, c in enumerate(counts):
+            k = c.shape[0]
+            edges = np.arange(k + 1, dtype=np.float64) - 0.5
+            total = c.sum()
+            if total <= 0:
+                continue
+            idx = np.arange(k, dtype=np.float64)
+            self.writer.add_histogram_raw(
+                f"{tag}/codebook_{i}", min=0.0, max=float(k - 1), num=float(total), sum=float((idx * c).sum()),
+                sum_squares=float((idx**2 * c).sum()), bucket_limits=edges[1:].tolist(), bucket_counts=c.tolist(),
+                global_step=step,
+            )
+
+    def flush(self) -> None:
+        if self.writer is not None:
+            self.writer.flush()
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None

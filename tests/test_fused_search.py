@@ -1,0 +1,189 @@
+"""Correctness of the fused nearest-code kernel (vq_hf.quantization.fused_search).
+
+Without a GPU the kernel runs through Triton's interpreter, which must be switched on before Triton is
+first imported; so all interpreter cases run in ONE subprocess (TRITON_INTERPRET=1) and the assertions
+happen here against an fp64 reference. With CUDA the same cases also run on the GPU at every precision.
+"""
+
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+import torch
+
+pytest.importorskip("triton")
+
+from vq_hf.quantization import fused_search  # noqa: E402
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+NEAR_TIE = 1e-6  # the issue's bar: disagreement with fp64 only where the relative gap is below this
+
+
+def _gathered(codebook, codes):
+    return torch.gather(codebook, 1, codes[..., None].expand(-1, -1, codebook.shape[-1]))
+
+
+def _cases():
+    gen = torch.Generator().manual_seed(1234)
+
+    def randn(*shape):
+        return torch.randn(*shape, generator=gen)
+
+    cases = {}
+    # Tails: N, K not multiples of any tile; G grid.
+    cases["tails"] = dict(x=randn(2, 300, 64), codebook=randn(2, 200, 64))
+    # Tiny forced tiles: D loop with a D tail (40 = 16 + 16 + 8), N and K tails, G = 3.
+    cases["small_tiles"] = dict(x=randn(3, 53, 40), codebook=randn(3, 37, 40),
+                                block_sizes=dict(BLOCK_N=16, BLOCK_K=16, BLOCK_D=16))
+    cases["d256"] = dict(x=randn(2, 70, 256), codebook=randn(2, 90, 256))
+    cases["k1_d3"] = dict(x=randn(1, 9, 3), codebook=randn(1, 1, 3))
+    # Exact duplicates: codes 5 and 9 equal, inputs exactly on them -> the lower index, distance 0.
+    cb = randn(1, 20, 8)
+    cb[0, 9] = cb[0, 5]
+    x = torch.cat([cb[:, 5:6].repeat(1, 4, 1), randn(1, 6, 8)], dim=1)
+    cases["ties"] = dict(x=x, codebook=cb)
+    # Large common offset, tight codebook, inputs close to codes: the expansion cancels badly uncentred.
+    centres = 100.0 + 0.2 * randn(1, 256, 64)
+    pick = torch.randint(0, 256, (1, 512), generator=gen)
+    cases["offset"] = dict(x=_gathered(centres, pick) + 0.05 * randn(1, 512, 64), codebook=centres)
+    # Non-contiguous input (a transposed view), with the gather and EMA statistics epilogue.
+    base = randn(2, 48, 150)
+    cases["strided_stats"] = dict(x=base.transpose(1, 2), codebook=randn(2, 33, 48), stats=True)
+    cases["empty"] = dict(x=randn(2, 0, 16), codebook=randn(2, 5, 16))
+    return cases
+
+
+_CHILD = r"""
+import sys, torch
+from vq_hf.quantization import fused_search
+cases = torch.load(sys.argv[1])
+out = {}
+for name, c in cases.items():
+    g, k, d = c["codebook"].shape
+    kw = {}
+    if c.get("stats"):
+        kw = dict(return_quantized=True, counts=torch.zeros(g, k), sums=torch.zeros(g, k, d))
+    r = fused_search.fused_quantize(c["x"], c["codebook"], block_sizes=c.get("block_sizes"), **kw)
+    out[name] = dict(codes=r.codes, distances=r.distances, quantized=r.quantized, counts=r.counts, sums=r.sums)
+codes, dist = fused_search.fused_nearest_codes(cases["tails"]["x"], cases["tails"]["codebook"])
+out["contract"] = dict(codes=codes, distances=dist)
+torch.save(out, sys.argv[2])
+"""
+
+
+@pytest.fixture(scope="module")
+def interpreted(tmp_path_factory):
+    """(cases, outputs of the kernel under Triton's interpreter), one subprocess for all cases."""
+    tmp = tmp_path_factory.mktemp("fused")
+    cases = _cases()
+    torch.save(cases, tmp / "in.pt")
+    env = dict(os.environ, TRITON_INTERPRET="1", PYTHONPATH=str(REPO / "src"))
+    proc = subprocess.run([sys.executable, "-c", _CHILD, str(tmp / "in.pt"), str(tmp / "out.pt")],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, f"interpreter run failed:\n{proc.stderr[-4000:]}"
+    return cases, torch.load(tmp / "out.pt")
+
+
+def _assert_matches_fp64(x, codebook, codes, distances):
+    d64 = torch.cdist(x.double(), codebook.double()).pow(2)  # (G, N, K)
+    ref_d, ref = d64.min(dim=-1)
+    assert codes.dtype == torch.int64 and codes.shape == ref.shape
+    assert distances.dtype == torch.float32 and distances.shape == ref.shape
+    wrong = codes != ref
+    if wrong.any():
+        chosen = d64.gather(-1, codes[..., None]).squeeze(-1)
+        gap = (chosen - ref_d) / ref_d.clamp_min(1e-300)
+        assert (gap[wrong] < NEAR_TIE).all(), f"{int(wrong.sum())} codes differ beyond near-ties: {gap[wrong].max()}"
+    chosen = d64.gather(-1, codes[..., None]).squeeze(-1)
+    # The returned distance is the fp64 re-check rounded to fp32.
+    torch.testing.assert_close(distances.double(), chosen, rtol=1e-6, atol=1e-30)
+
+
+@pytest.mark.parametrize("name", ["tails", "small_tiles", "d256", "k1_d3", "offset", "strided_stats"])
+def test_interpreted_kernel_matches_fp64_argmin(interpreted, name):
+    cases, out = interpreted
+    c, o = cases[name], out[name]
+    _assert_matches_fp64(c["x"], c["codebook"], o["codes"], o["distances"])
+
+
+def test_interpreted_exact_ties_take_lowest_index(interpreted):
+    cases, out = interpreted
+    codes, dist = out["ties"]["codes"], out["ties"]["distances"]
+    assert codes[0, :4].tolist() == [5, 5, 5, 5]
+    assert dist[0, :4].tolist() == [0.0, 0.0, 0.0, 0.0]
+    _assert_matches_fp64(cases["ties"]["x"], cases["ties"]["codebook"], codes, dist)
+
+
+def test_interpreted_gather_and_ema_statistics(interpreted):
+    cases, out = interpreted
+    x, cb = cases["strided_stats"]["x"], cases["strided_stats"]["codebook"]
+    o = out["strided_stats"]
+    codes = o["codes"]
+    assert torch.equal(o["quantized"], _gathered(cb, codes))
+    g, k, d = cb.shape
+    counts = torch.zeros(g, k).scatter_add_(1, codes, torch.ones(codes.shape))
+    sums = torch.zeros(g, k, d).index_put_(
+        (torch.arange(g)[:, None].expand_as(codes), codes), x, accumulate=True)
+    assert torch.equal(o["counts"], counts)
+    torch.testing.assert_close(o["sums"], sums, rtol=1e-5, atol=1e-5)
+
+
+def test_interpreted_contract_and_empty(interpreted):
+    cases, out = interpreted
+    assert torch.equal(out["contract"]["codes"], out["tails"]["codes"])
+    assert torch.equal(out["contract"]["distances"], out["tails"]["distances"])
+    assert out["empty"]["codes"].shape == (2, 0) and out["empty"]["distances"].shape == (2, 0)
+
+
+def test_availability_and_input_errors():
+    x, cb = torch.randn(2, 10, 8), torch.randn(2, 4, 8)
+    assert fused_search.is_available(x) is False  # CPU: search.py's GEMM path serves it
+    with pytest.raises(ValueError, match="precision"):
+        fused_search.fused_nearest_codes(x, cb, precision="fp16")
+    with pytest.raises(ValueError, match=r"\(G, N, D\)"):
+        fused_search.fused_nearest_codes(x[0], cb)
+    with pytest.raises(ValueError, match="disagree"):
+        fused_search.fused_nearest_codes(x, torch.randn(2, 4, 7))
+    with pytest.raises(TypeError, match="float32"):
+        fused_search.fused_nearest_codes(x.double(), cb.double())
+    with pytest.raises(ValueError, match="K = 0"):
+        fused_search.fused_nearest_codes(x, torch.randn(2, 0, 8))
+    with pytest.raises(ValueError, match="counts and sums"):
+        fused_search.fused_quantize(x, cb, counts=torch.zeros(2, 4))
+    if not fused_search._interpreting():
+        with pytest.raises(RuntimeError, match="TRITON_INTERPRET"):
+            fused_search.fused_nearest_codes(x, cb)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("precision", fused_search.PRECISIONS)
+def test_cuda_kernel_matches_fp64_argmin(precision):
+    cases = _cases()
+    for name, c in cases.items():
+        if name == "empty":
+            continue
+        x, cb = c["x"].cuda(), c["codebook"].cuda()
+        g, k, d = cb.shape
+        counts, sums = torch.zeros(g, k, device="cuda"), torch.zeros(g, k, d, device="cuda")
+        r = fused_search.fused_quantize(x, cb, precision=precision, return_quantized=True, counts=counts, sums=sums)
+        if precision != "tf32" or name != "offset":
+            _assert_matches_fp64(c["x"], c["codebook"], r.codes.cpu(), r.distances.cpu())
+        assert torch.equal(r.quantized, _gathered(cb, r.codes))
+        assert torch.equal(r.counts, torch.zeros(g, k, device="cuda").scatter_add_(
+            1, r.codes, torch.ones(r.codes.shape, device="cuda")))
+    # A realistic size: standardised latents against K = 4096.
+    gen = torch.Generator(device="cuda").manual_seed(0)
+    x = torch.randn(1, 65536, 64, device="cuda", generator=gen)
+    cb = torch.randn(1, 4096, 64, device="cuda", generator=gen)
+    codes, dist = fused_search.fused_nearest_codes(x, cb, precision=precision)
+    d64 = torch.cdist(x.double(), cb.double()).pow(2)
+    ref_d, ref = d64.min(-1)
+    chosen = d64.gather(-1, codes[..., None]).squeeze(-1)
+    wrong_rate = (codes != ref).double().mean().item()
+    if precision == "tf32":
+        assert wrong_rate < 1e-3, wrong_rate  # approximate mode: the best code may miss the top two
+    else:
+        assert ((chosen - ref_d) / ref_d)[codes != ref].lt(NEAR_TIE).all(), wrong_rate

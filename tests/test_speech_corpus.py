@@ -1,0 +1,115 @@
+"""`vq-hf make-speech-corpus` (Festival stand-in) and load_wsj on the directories it writes."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from vq_hf.data import SpeechCollator, load_wsj
+from vq_hf.data.synth_speech import FestivalError, build_parser, cli, make_speech_corpus, read_prompts
+
+needs_festival = pytest.mark.skipif(shutil.which("festival") is None, reason="Debian festival is not installed")
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    if shutil.which("festival") is None:
+        pytest.skip("Debian festival is not installed")
+    out = tmp_path_factory.mktemp("speech") / "corpus"
+    summary = make_speech_corpus(out, 10, seed=7)
+    return out, summary
+
+
+def _kaldi_table(path):
+    return dict(line.split(maxsplit=1) for line in path.read_text().splitlines())
+
+
+@needs_festival
+def test_corpus_layout_splits_and_alignment(corpus):
+    out, summary = corpus
+    assert set(summary["splits"]) == {"train", "dev", "test"}
+    assert [summary["splits"][s]["utterances"] for s in ("train", "dev", "test")] == [8, 1, 1]
+    prompts_by_split = {}
+    for split in ("train", "dev", "test"):
+        d = out / split
+        for name in ("wav.scp", "text", "utt2spk", "spk2utt", "phones.ctm"):
+            assert (d / name).is_file(), f"{split}/{name} missing"
+        wav = _kaldi_table(d / "wav.scp")
+        assert list(wav) == sorted(wav)  # Kaldi wants sorted tables
+        assert set(_kaldi_table(d / "utt2spk")) == set(wav) == set(_kaldi_table(d / "text"))
+        prompts_by_split[split] = {summary["utterances"][u]["prompt"] for u in wav}
+        ctm = [line.split() for line in (d / "phones.ctm").read_text().splitlines()]
+        for utt, path in wav.items():
+            audio, rate = sf.read(path, dtype="int16")
+            assert rate == 16000 and audio.ndim == 1
+            frames = 1 + (len(audio) - 400) // 160
+            rows = [r for r in ctm if r[0] == utt]
+            starts = [round(float(r[2]) * 100) for r in rows]
+            ends = [round((float(r[2]) + float(r[3])) * 100) for r in rows]
+            # Contiguous frame runs covering exactly the feature frames, silence at both ends.
+            assert starts[0] == 0 and ends[-1] == frames and starts[1:] == ends[:-1]
+            assert rows[0][4] == rows[-1][4] == "SIL" and all(r[4].isupper() for r in rows)
+    assert not (prompts_by_split["train"] & prompts_by_split["dev"])
+    assert not (prompts_by_split["train"] & prompts_by_split["test"])
+    assert not (prompts_by_split["dev"] & prompts_by_split["test"])
+    speakers = {v["speaker"] for v in summary["utterances"].values()}
+    assert len(speakers) >= 4 and {v["voice"] for v in summary["utterances"].values()} >= {"kal_diphone"}
+    assert summary["audio_seconds_per_wall_second"] > 0
+
+
+@needs_festival
+def test_generation_is_deterministic(corpus, tmp_path):
+    out, _ = corpus
+    again = make_speech_corpus(tmp_path / "again", 10, seed=7)
+    for split in ("train", "dev", "test"):
+        assert (tmp_path / "again" / split / "phones.ctm").read_text() == (out / split / "phones.ctm").read_text()
+        assert (tmp_path / "again" / split / "text").read_text() == (out / split / "text").read_text()
+    utt = sorted(again["utterances"])[0]
+    a, _ = sf.read(tmp_path / "again" / "wav" / f"{utt}.wav", dtype="int16")
+    b, _ = sf.read(out / "wav" / f"{utt}.wav", dtype="int16")
+    np.testing.assert_array_equal(a, b)
+    with pytest.raises(FileExistsError, match="--overwrite"):
+        make_speech_corpus(tmp_path / "again", 3, seed=1)
+
+
+@needs_festival
+def test_load_wsj_on_generated_corpus(corpus, tmp_path):
+    out, summary = corpus
+    ds, info = load_wsj(out, cache_dir=tmp_path / "cache", return_info=True)  # the root: one split per folder
+    assert {s: len(ds[s]) for s in ds} == {s: summary["splits"][s]["utterances"] for s in ("train", "dev", "test")}
+    assert info.phones[:2] == ["<eps>", "<unk>"] and "SIL" in info.phones and info.phones[2:] == sorted(info.phones[2:])
+    assert all(not v["skipped_missing_alignment"] and not v["skipped_length_mismatch"] for v in info.report.values())
+    train = np.concatenate([ds["train"][i]["input_features"].numpy() for i in range(len(ds["train"]))])
+    assert train.shape[1] == 243
+    np.testing.assert_allclose(train.mean(0), 0.0, atol=1e-3)
+    np.testing.assert_allclose(train.std(0), 1.0, atol=1e-2)
+    batch = SpeechCollator(chunk_frames=64, seed=0)([ds["train"][i] for i in range(4)])
+    assert batch["input_features"].shape == (4, 66, 243) and batch["attention_mask"].sum(1).tolist() == [64] * 4
+    labels = batch["labels"]
+    assert ((labels >= 2) | (labels == -100)).all() and (labels[:, 0] >= 2).all()  # never blank/<unk> here
+    dev = SpeechCollator(chunk_frames=None)([ds["dev"][0]])
+    assert dev["attention_mask"].sum() == ds["dev"][0]["num_frames"]
+
+
+def test_missing_festival_names_the_debian_packages(tmp_path):
+    with pytest.raises(FestivalError, match="apt-get install festival festvox-us-slt-hts festvox-kallpc16k"):
+        make_speech_corpus(tmp_path / "c", 3, festival="/nonexistent/festival-binary")
+    assert cli([str(tmp_path / "c2"), "--utterances", "3", "--festival", "/nonexistent/festival-binary"]) == 1
+
+
+def test_cli_help_documents_every_flag_and_bad_arguments(tmp_path, capsys):
+    help_text = build_parser().format_help()
+    for flag in ("--utterances", "--seed", "--voices", "--dev-fraction", "--test-fraction", "--rate-range",
+                 "--warps", "--pitch-jitter", "--noise-db", "--prompts", "--festival", "--jobs", "--batch-size",
+                 "--overwrite"):
+        assert flag in help_text
+    bad = tmp_path / "prompts.data"
+    bad.write_text('( a1 "One." )\nnot a prompt\n')
+    with pytest.raises(ValueError, match=r"prompts.data line 2: expected"):
+        read_prompts(bad)
+    assert len(read_prompts()) == 1132
+    if shutil.which("festival") is not None:
+        assert cli([str(tmp_path / "c"), "--utterances", "2"]) == 1  # too few prompts for three splits
+        assert "too few" in capsys.readouterr().err

@@ -1,0 +1,181 @@
+"""End-to-end runs of training/run_vq.py in-process on CPU: a complete folder, exact resume, bad inputs."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import pathlib
+
+import pytest
+import torch
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+SCRIPT = REPO / "training" / "run_vq.py"
+
+# A tiny CIFAR-10 model: seconds per run on 2 shared cores.
+TINY_CIFAR = [
+    "model.hidden_size=8", "model.num_residual_layers=1", "model.latent_dim=32",
+    "quantizer.num_codebooks=2", "quantizer.codebook_size=16", "quantizer.reservoir_size=64",
+    "quantizer.warmup_steps=2", "quantizer.reestimate_every=2", "quantizer.reestimate_steps=2",
+    "quantizer.kmeans_max_iters=5",
+    "data.batch_size=4", "data.eval_batch_size=8", "data.max_train_samples=24", "data.max_eval_samples=8",
+    "training.log_every=1", "training.eval_every=3", "training.save_every=2",
+]
+
+
+def _load_script():
+    spec = importlib.util.spec_from_file_location("run_vq", SCRIPT)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def run(argv: list[str]) -> int:
+    """main(argv) with accelerate's process singletons reset (hf-conventions §7.2)."""
+    from accelerate.state import AcceleratorState, GradientState
+
+    AcceleratorState._reset_state(True)
+    GradientState._reset_state()
+    try:
+        return _load_script().main([str(a) for a in argv])
+    finally:
+        AcceleratorState._reset_state(True)
+        GradientState._reset_state()
+
+
+def train_rows(out: pathlib.Path) -> dict[int, float]:
+    rows = [json.loads(x) for x in (out / "logs" / "history.jsonl").read_text().splitlines()]
+    return {r["step"]: r["loss"] for r in rows if r["kind"] == "train"}
+
+
+def test_quickstart_tiny_run_leaves_a_complete_folder(tmp_path):
+    out = tmp_path / "run"
+    assert run(["--output_dir", out, "--max_steps", 4, "--report_to", "none", "--no_progress_bar", *TINY_CIFAR]) == 0
+
+    from vq_hf.cards import read_results
+    from vq_hf.models import VQVAEModel
+
+    for name in ("config.json", "model.safetensors", "preprocessor_config.json", "results.json", "README.md",
+                 "training_config.json", "curve_training_loss.png", "curve_uniform_nelbo_bits_per_dim.png",
+                 "polyak/model.safetensors", "checkpoints/step_4/meta.json"):
+        assert (out / name).is_file(), name
+    model = VQVAEModel.from_pretrained(out)
+    assert model.config.num_codebooks == 2 and model.config.quantizer_type == "reestimating"
+
+    res = read_results(out)
+    assert res["task"] == "cifar10" and res["data_variant"].startswith("JPEG-CIFAR-10")
+    assert res["training"]["steps"] == 4 and res["training"]["stop_reason"] == "max_steps"
+    m = res["metrics"]
+    assert m["uniform_nelbo_bits_per_dim"] == pytest.approx(
+        m["reconstruction_bits_per_dim"] + m["uniform_rate_bits_per_dim"])
+    # 8 × 8 positions × 2 codebooks × log2(16) bits over 3072 dims
+    assert m["uniform_rate_bits_per_dim"] == pytest.approx(64 * 2 * 4 / 3072)
+    assert len(m["perplexity"]) == 2 and all(1 <= p <= 16 for p in m["perplexity"])
+    assert "metrics_polyak" in res and res["polyak_decay"] == 0.998
+    assert res["evaluation_counts"]["num_examples"] == 8
+
+    # the model card's model-index numbers are results.json's
+    from huggingface_hub import ModelCard
+
+    card = ModelCard.load(out / "README.md")
+    by_type = {e.metric_type: e.metric_value for e in card.data.eval_results}
+    assert by_type["uniform_nelbo_bits_per_dim"] == pytest.approx(m["uniform_nelbo_bits_per_dim"])
+    assert by_type["reconstruction_bits_per_dim"] == pytest.approx(m["reconstruction_bits_per_dim"])
+
+    # the finished folder's weights evaluate to the reported numbers
+    from vq_hf.evaluation import cli as eval_cli
+
+    assert eval_cli(["--model", str(out), "--max_samples", "8", "--batch_size", "8",
+                     "--output", str(tmp_path / "eval.json")]) == 0
+    ev = json.loads((tmp_path / "eval.json").read_text())["metrics"]
+    assert ev["reconstruction_bits_per_dim"] == pytest.approx(m["reconstruction_bits_per_dim"], rel=1e-5)
+    assert ev["perplexity"] == pytest.approx(m["perplexity"], rel=1e-5)
+
+
+def test_resume_reproduces_the_uninterrupted_losses(tmp_path):
+    common = ["--report_to", "none", "--no_progress_bar", *TINY_CIFAR, "training.gradient_accumulation_steps=2",
+              "data.max_train_samples=16"]  # 2 optimizer steps per epoch: the resume crosses an epoch boundary
+    full, part = tmp_path / "full", tmp_path / "part"
+    assert run(["--output_dir", full, "--max_steps", 6, *common]) == 0
+    assert run(["--output_dir", part, "--max_steps", 3, *common]) == 0  # checkpoints step_2 and step_3
+    assert run(["--output_dir", part, "--max_steps", 6, "--resume_from_checkpoint", part / "checkpoints" / "step_3",
+                *common]) == 0
+    a, b = train_rows(full), train_rows(part)
+    assert sorted(a) == sorted(b) == [1, 2, 3, 4, 5, 6]
+    for step in a:
+        assert a[step] == b[step], (step, a[step], b[step])
+    # the quantizer state (codebooks re-estimated at steps 2 and 4) and the weights end identical
+    from safetensors.torch import load_file
+
+    sa, sb = load_file(full / "model.safetensors"), load_file(part / "model.safetensors")
+    assert sa.keys() == sb.keys()
+    for k in sa:
+        assert torch.equal(sa[k], sb[k]), k
+    ra, rb = json.loads((full / "results.json").read_text()), json.loads((part / "results.json").read_text())
+    assert ra["metrics"] == rb["metrics"] and ra["metrics_polyak"] == rb["metrics_polyak"]
+
+
+def test_existing_run_is_refused_and_checkpoint_of_another_config(tmp_path, capsys):
+    out = tmp_path / "run"
+    base = ["--output_dir", out, "--max_steps", 2, "--report_to", "none", "--no_progress_bar", *TINY_CIFAR]
+    assert run(base) == 0
+    assert run(base) == 2
+    assert "already holds a run" in capsys.readouterr().err
+    # a different quantizer cannot resume this run's checkpoint
+    assert run([*base, "quantizer.codebook_size=32", "--resume_from_checkpoint", "latest"]) == 2
+    err = capsys.readouterr().err
+    assert "different run configuration" in err and "codebook_size" in err
+    # with --overwrite_output_dir the old run is replaced
+    assert run([*base, "--overwrite_output_dir"]) == 0
+
+
+def test_bad_inputs_fail_before_training(tmp_path, capsys):
+    base = ["--report_to", "none", "--no_progress_bar", "--max_steps", 1, *TINY_CIFAR]
+    assert run([*base, "--output_dir", tmp_path / "a", "optimizer.lerning_rate=1"]) == 2
+    assert "optimizer.lerning_rate" in capsys.readouterr().err
+    assert run([*base, "--output_dir", tmp_path / "b", "quantizer.quantizer_type=magic"]) == 2
+    assert "magic" in capsys.readouterr().err
+    assert run([*base, "--output_dir", tmp_path / "c", "model.hidden_sise=3"]) == 2
+    assert "model.hidden_sise" in capsys.readouterr().err
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert run([*base, "--output_dir", blocker / "sub"]) == 2
+    assert "cannot write" in capsys.readouterr().err
+    # a parquet dataset without the CIFAR columns
+    import datasets
+
+    bad = tmp_path / "bad_cifar"
+    bad.mkdir()
+    datasets.Dataset.from_dict({"picture": [b"x"] * 4, "label": [0] * 4}).to_parquet(str(bad / "train-0.parquet"))
+    datasets.Dataset.from_dict({"picture": [b"x"] * 4, "label": [0] * 4}).to_parquet(str(bad / "test-0.parquet"))
+    assert run([*base, "--output_dir", tmp_path / "d", "--dataset_name", bad]) == 2
+    err = capsys.readouterr().err
+    assert "'img'" in err and "column" in err
+    assert not (tmp_path / "d" / "checkpoints").exists() or not any((tmp_path / "d" / "checkpoints").iterdir())
+    assert run([*base, "--output_dir", tmp_path / "e", "--resume_from_checkpoint", "latest"]) == 2
+    assert "no complete checkpoint" in capsys.readouterr().err
+
+
+def test_non_finite_loss_stops_naming_the_step(tmp_path, capsys, monkeypatch):
+    from vq_hf.models import VQVAEModel
+
+    original = VQVAEModel.forward
+    calls = {"n": 0}
+
+    def poisoned(self, *a, **k):
+        out = original(self, *a, **k)
+        if self.training:
+            calls["n"] += 1
+            if calls["n"] == 3:  # the third optimizer step
+                out.loss = out.loss * float("nan")
+        return out
+
+    monkeypatch.setattr(VQVAEModel, "forward", poisoned)
+    out = tmp_path / "run"
+    rc = run(["--output_dir", out, "--max_steps", 5, "--report_to", "none", "--no_progress_bar", *TINY_CIFAR])
+    assert rc == 3
+    err = capsys.readouterr().err
+    assert "non-finite training loss" in err and "step 3" in err and "step_2" in err
+    steps = sorted(p.name for p in (out / "checkpoints").iterdir())
+    assert steps == ["step_2"]
+    assert not (out / "results.json").exists()
