@@ -27,6 +27,8 @@ KMEANS_SIZES = {
     "cuda": [(20480, 64, 2048, 20), (65536, 64, 4096, 20)],
 }
 RESERVOIR = dict(size=20480, d=64, batch=65536)
+# Distance-block budget that fits a CPU core's L2 cache (compare with search.py's default).
+CPU_CHUNK_MB = 2
 
 
 def mixture(n, d, k, seed=0, device="cpu"):
@@ -62,6 +64,18 @@ def run_kmeans(device: str, repeats: int, sizes=None, sklearn: bool = True) -> l
 
             return call
 
+        def make_ours_small_chunks():
+            from vq_hf.quantization.kmeans import kmeans
+
+            gen = torch.Generator(device=device)
+
+            def call():
+                gen.manual_seed(0)
+                result["ours_small"] = kmeans(x, k, n_init=1, max_iters=iters, tol=1e-4, generator=gen,
+                                              memory_mb=CPU_CHUNK_MB)
+
+            return call
+
         def make_seed_only():
             from vq_hf.quantization.kmeans import kmeans_plusplus
 
@@ -79,6 +93,13 @@ def run_kmeans(device: str, repeats: int, sizes=None, sklearn: bool = True) -> l
             r = result["ours"]
             ours.extra.update(inertia=r.inertia, iterations=r.iterations, converged=r.converged)
         rows.append(ours)
+        if device == "cpu":
+            small = measure("kmeans", f"ours k-means++ + Lloyd, memory_mb={CPU_CHUNK_MB}", cfg,
+                            make_ours_small_chunks, device, 0, repeats, memory=False)
+            if "ours_small" in result:
+                r = result["ours_small"]
+                small.extra.update(inertia=r.inertia, iterations=r.iterations, converged=r.converged)
+            rows.append(small)
         rows.append(measure("kmeans", "ours k-means++ seeding only", cfg, make_seed_only, device, 0, repeats,
                             memory=False))
         if sklearn:

@@ -32,7 +32,9 @@ def _write_parquet(path: Path, images, labels, label_type="int"):
     features = datasets.Features(
         {
             "img": datasets.Image(),
-            "label": datasets.ClassLabel(names=list(CIFAR10_CLASSES)) if label_type == "class" else datasets.Value("int64"),
+            "label": (
+                datasets.ClassLabel(names=list(CIFAR10_CLASSES)) if label_type == "class" else datasets.Value("int64")
+            ),
         }
     )
     ds = datasets.Dataset.from_dict(
@@ -176,7 +178,8 @@ def test_bad_rows_are_named(tmp_path):
     import datasets
 
     empty = datasets.Dataset.from_dict(
-        {"img": [], "label": []}, features=datasets.Features({"img": datasets.Image(), "label": datasets.Value("int64")})
+        {"img": [], "label": []},
+        features=datasets.Features({"img": datasets.Image(), "label": datasets.Value("int64")}),
     )
     os.makedirs(tmp_path / "empty2")
     empty.to_parquet(str(tmp_path / "empty2" / "train-0.parquet"))

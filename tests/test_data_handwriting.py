@@ -79,12 +79,13 @@ def test_same_seed_same_bytes_other_seed_differs(corpus, tmp_path):
 
 
 def test_make_handwriting_corpus_reuses_a_matching_zip(tmp_path):
-    first = synth.make_handwriting_corpus(tmp_path, num_lines=3, seed=1, scribes=2, height=32, min_chars=5, max_chars=10)
+    small = dict(num_lines=3, seed=1, height=32, min_chars=5, max_chars=10)
+    first = synth.make_handwriting_corpus(tmp_path, scribes=2, **small)
     assert first.name == "synth_handwriting.3lines.seed1.zip" and first.is_file()
     stamp = first.stat().st_mtime_ns
-    assert synth.make_handwriting_corpus(tmp_path, num_lines=3, seed=1, scribes=2, height=32, min_chars=5, max_chars=10) == first
+    assert synth.make_handwriting_corpus(tmp_path, scribes=2, **small) == first
     assert first.stat().st_mtime_ns == stamp
-    synth.make_handwriting_corpus(tmp_path, num_lines=3, seed=1, scribes=3, height=32, min_chars=5, max_chars=10)
+    synth.make_handwriting_corpus(tmp_path, scribes=3, **small)
     assert first.stat().st_mtime_ns != stamp  # other arguments: regenerated
 
 

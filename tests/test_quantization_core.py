@@ -1,7 +1,5 @@
 """VectorQuantizer core: gradients, masks, decode, groups, precision, bad input, param groups."""
 
-import math
-
 import pytest
 import torch
 
@@ -279,3 +277,61 @@ def test_non_finite_input_never_reaches_state(bad):
     lenient(x)
     assert int(lenient.reservoir.seen[0]) == 4
     assert torch.isfinite(lenient.reservoir.samples).all() and torch.isfinite(lenient.batch_norm.running_mean).all()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("quantizer_type", ["vanilla", "ema"])
+def test_torch_compile_matches_eager_and_breaks_only_at_host_side_hooks(quantizer_type):
+    torch.manual_seed(8)
+    kw = dict(num_codebooks=2, quantizer_type=quantizer_type, batch_norm=True, check_finite=False)
+    vq, ref = VectorQuantizer(16, 32, **kw), VectorQuantizer(16, 32, **kw)
+    ref.load_state_dict(vq.state_dict())
+    explain = torch._dynamo.explain(VectorQuantizer(16, 32, **kw))(torch.randn(8, 16))
+    assert all("disable" in b.reason for b in explain.break_reasons), [b.reason for b in explain.break_reasons]
+    compiled = torch.compile(vq)
+    for _ in range(3):
+        x = torch.randn(64, 16, requires_grad=True)
+        out, out_ref = compiled(x), ref(x)
+        (out.loss + out.quantized.sum()).backward()
+        assert torch.equal(out.codes, out_ref.codes)
+        torch.testing.assert_close(out.quantized, out_ref.quantized)
+    torch.testing.assert_close(vq.codebook, ref.codebook)
+
+
+def test_usage_accumulator_gives_dataset_level_perplexity():
+    from vq_hf.quantization import CodebookUsageAccumulator
+
+    acc = CodebookUsageAccumulator(num_codebooks=2, codebook_size=4)
+    acc.update(torch.tensor([[0, 1], [1, 1], [2, 1]]))
+    acc.update(torch.tensor([[3, 1], [0, 2]]), mask=torch.tensor([True, False]))  # second row is padding
+    res = acc.compute()
+    assert res["used_codes"].tolist() == [4, 1] and int(res["num_tokens"]) == 4
+    torch.testing.assert_close(res["perplexity"], torch.tensor([4.0, 1.0]))  # 2^H over all tokens, not per batch
+    with pytest.raises(ValueError, match="codes must lie in"):
+        acc.update(torch.tensor([[4, 0]]))
+    with pytest.raises(ValueError, match=r"shape \(\.\.\., 2\)"):
+        acc.update(torch.tensor([[1, 0, 0]]))
+
+
+def test_start_epoch_validates_and_reaches_nested_quantizers():
+    from vq_hf.quantization import start_epoch
+
+    model = torch.nn.Sequential(torch.nn.Linear(6, 6), _vq(reestimation_unit="epochs"))
+    assert start_epoch(model, 3) == 1 and model[1].position == 3
+    with pytest.raises(ValueError, match="epoch must be a non-negative int, got -1"):
+        start_epoch(model, -1)
+
+
+def test_reset_codebook_optimizer_state_drops_only_codebook_moments():
+    from vq_hf.quantization import reset_codebook_optimizer_state
+
+    model = torch.nn.Sequential(torch.nn.Linear(4, 4), _vq(dim=4, codebook_size=3))
+    opt = torch.optim.Adam(codebook_param_groups(model, lr=1e-3))
+    out = model[1](model[0](torch.randn(8, 4)))
+    (out.loss + out.quantized.sum()).backward()
+    opt.step()
+    assert model[1].codebook in opt.state and model[0].weight in opt.state
+    assert reset_codebook_optimizer_state(opt, model) == 1
+    assert model[1].codebook not in opt.state and model[0].weight in opt.state
+    opt.step()  # Adam re-creates the state lazily
+    assert model[1].codebook in opt.state

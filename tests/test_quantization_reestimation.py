@@ -11,6 +11,15 @@ from vq_hf.quantization import Reservoir, ReestimationSchedule, kmeans, set_upda
 from vq_hf.quantization.kmeans import _lloyd
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # Many tiny kernels: on a shared 2-core box a second intra-op thread only adds spin-waiting.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 # ----------------------------------------------------------------------------- reservoir
 
 def test_reservoir_inclusion_is_uniform_chi_square_and_honours_mask():
@@ -83,8 +92,8 @@ def test_kmeans_inertia_within_two_percent_of_sklearn():
     from sklearn.cluster import KMeans
 
     g = torch.Generator().manual_seed(3)
-    blobs = (torch.randn(40, 8, generator=g) * 3).repeat_interleave(50, 0) + torch.randn(2000, 8, generator=g)
-    for data, k in ((blobs, 32), (torch.rand(2000, 8, generator=g), 32)):
+    blobs = (torch.randn(40, 8, generator=g) * 3).repeat_interleave(30, 0) + torch.randn(1200, 8, generator=g)
+    for data, k in ((blobs, 32), (torch.rand(1200, 8, generator=g), 32)):
         ours = [kmeans(data, k, generator=torch.Generator().manual_seed(s)).inertia for s in range(3)]
         ref = [KMeans(k, init="k-means++", n_init=1, random_state=s).fit(data.numpy()).inertia_ for s in range(3)]
         assert sum(ours) / 3 <= 1.02 * sum(ref) / 3, (ours, ref)
@@ -217,10 +226,10 @@ def _drifting_mixture(steps, batch, dim, n_modes, seed):
         yield modes[idx] + offset + t * drift + 0.3 * torch.randn(batch, dim, generator=g)
 
 
-def _run(vq, steps=150):
+def _run(vq, steps=100):
     opt = torch.optim.Adam(vq.parameters(), lr=1e-2)
     ppl = []
-    for x in _drifting_mixture(steps, 256, 8, 64, seed=0):
+    for x in _drifting_mixture(steps, 128, 8, 64, seed=0):
         out = vq(x)
         if out.quantizing:
             out.loss.backward()
@@ -234,7 +243,8 @@ def test_collapse_vanilla_without_bn_vs_bn_reestimating():
     torch.manual_seed(0)
     vanilla = _run(VectorQuantizer(8, 64, quantizer_type="vanilla"))
     robust = _run(VectorQuantizer(8, 64, quantizer_type="reestimating", batch_norm=True, warmup_steps=10,
-                                  reestimate_every=20, reestimate_steps=60, reservoir_size=2048))
+                                  reestimate_every=15, reestimate_steps=45, reservoir_size=1024))
+    print(f"collapse test: batch perplexity vanilla={vanilla:.2f} bn+reestimating={robust:.2f} (K=64)")
     assert vanilla < 8, vanilla  # collapsed onto a handful of codes
     assert robust >= 3 * vanilla, (vanilla, robust)
     assert robust > 32, robust  # most of the 64 codes in use

@@ -97,6 +97,9 @@ def test_missing_festival_names_the_debian_packages(tmp_path):
     with pytest.raises(FestivalError, match="apt-get install festival festvox-us-slt-hts festvox-kallpc16k"):
         make_speech_corpus(tmp_path / "c", 3, festival="/nonexistent/festival-binary")
     assert cli([str(tmp_path / "c2"), "--utterances", "3", "--festival", "/nonexistent/festival-binary"]) == 1
+    if shutil.which("festival") is not None:
+        with pytest.raises(FestivalError, match="voice 'no_such_voice' is not installed"):
+            make_speech_corpus(tmp_path / "c3", 3, voices=["no_such_voice"])
 
 
 def test_cli_help_documents_every_flag_and_bad_arguments(tmp_path, capsys):

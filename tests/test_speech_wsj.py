@@ -58,6 +58,14 @@ def test_phone_normalisation_and_alignment_formats(tmp_path):
     ctm = tmp_path / "phones.ctm"
     ctm.write_text("u1 1 0.00 0.10 SIL\nu1 1 0.10 0.15 AH1_I\n")
     assert read_alignments(ctm) == {"u1": [("SIL", 0, 10), ("AH", 10, 25)]}
+    # Raw ali-to-phones output has integer ids: decoded with lang/phones.txt, an error without it.
+    ints = tmp_path / "ints.ctm"
+    ints.write_text("u1 1 0.00 0.10 1\nu1 1 0.10 0.15 7\n")
+    table = tmp_path / "phones.txt"
+    table.write_text("<eps> 0\nSIL 1\nAH1_I 7\n")
+    assert read_alignments(ints, phone_table=table) == {"u1": [("SIL", 0, 10), ("AH", 10, 25)]}
+    with pytest.raises(KaldiDataError, match=r"ints.ctm line 1: phone '1' is an integer id .* phone_table"):
+        read_alignments(ints)
 
 
 @pytest.mark.parametrize(
@@ -179,6 +187,14 @@ def test_unknown_dev_phone_maps_to_unk_and_is_counted(tmp_path):
     assert info.feature_extractor.cmvn_frames == sum(info.report["train"]["frames"] for _ in [0])
     with pytest.raises(KaldiDataError, match=r"split 'dev': phones absent from the vocabulary: \{'ZH': 2\}"):
         load_wsj({"train": train, "dev": dev}, cache_dir=tmp_path / "cache", unknown_phones="error")
+    # A root of split folders; the training split is the one named train*, here WSJ-style.
+    root = tmp_path / "root"
+    _simple_dir(root, "train_si284", ["t1", "t2"], [["SIL", "AH", "SIL"], ["SIL", "T"]])
+    _simple_dir(root, "test_dev93", ["d1"], [["SIL", "AH"]], seed=5)
+    ds = load_wsj(root, cache_dir=tmp_path / "cache")
+    assert sorted(ds) == ["test_dev93", "train_si284"] and len(ds["train_si284"]) == 2
+    with pytest.raises(ValueError, match="cannot tell which of the splits"):
+        load_wsj({"a": root / "train_si284", "b": root / "test_dev93"}, cache_dir=tmp_path / "cache")
 
 
 def test_missing_alignment_skip_count_and_empty_split(tmp_path):

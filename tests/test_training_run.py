@@ -48,9 +48,16 @@ def train_rows(out: pathlib.Path) -> dict[int, float]:
     return {r["step"]: r["loss"] for r in rows if r["kind"] == "train"}
 
 
-def test_quickstart_tiny_run_leaves_a_complete_folder(tmp_path):
-    out = tmp_path / "run"
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """One tiny CIFAR-10 run (4 steps) shared by the tests that inspect a finished folder."""
+    out = tmp_path_factory.mktemp("tiny") / "run"
     assert run(["--output_dir", out, "--max_steps", 4, "--report_to", "none", "--no_progress_bar", *TINY_CIFAR]) == 0
+    return out
+
+
+def test_quickstart_tiny_run_leaves_a_complete_folder(tiny_run, tmp_path):
+    out = tiny_run
 
     from vq_hf.cards import read_results
     from vq_hf.models import VQVAEModel
@@ -93,40 +100,40 @@ def test_quickstart_tiny_run_leaves_a_complete_folder(tmp_path):
 
 
 def test_resume_reproduces_the_uninterrupted_losses(tmp_path):
+    # accumulation 2 over 16 examples of batch 4: 2 optimizer steps per epoch, so the resume crosses an epoch
+    # boundary; the quantizer re-estimates (k-means) at step 2, the checkpoint the second run resumes from
     common = ["--report_to", "none", "--no_progress_bar", *TINY_CIFAR, "training.gradient_accumulation_steps=2",
-              "data.max_train_samples=16"]  # 2 optimizer steps per epoch: the resume crosses an epoch boundary
+              "data.max_train_samples=16", "training.eval_every=null"]
     full, part = tmp_path / "full", tmp_path / "part"
-    assert run(["--output_dir", full, "--max_steps", 6, *common]) == 0
-    assert run(["--output_dir", part, "--max_steps", 3, *common]) == 0  # checkpoints step_2 and step_3
-    assert run(["--output_dir", part, "--max_steps", 6, "--resume_from_checkpoint", part / "checkpoints" / "step_3",
+    assert run(["--output_dir", full, "--max_steps", 5, *common]) == 0
+    assert run(["--output_dir", part, "--max_steps", 2, *common]) == 0
+    assert run(["--output_dir", part, "--max_steps", 5, "--resume_from_checkpoint", part / "checkpoints" / "step_2",
                 *common]) == 0
     a, b = train_rows(full), train_rows(part)
-    assert sorted(a) == sorted(b) == [1, 2, 3, 4, 5, 6]
+    assert sorted(a) == sorted(b) == [1, 2, 3, 4, 5]
     for step in a:
         assert a[step] == b[step], (step, a[step], b[step])
-    # the quantizer state (codebooks re-estimated at steps 2 and 4) and the weights end identical
+    # weights, quantizer buffers and the Polyak average end identical
     from safetensors.torch import load_file
 
-    sa, sb = load_file(full / "model.safetensors"), load_file(part / "model.safetensors")
-    assert sa.keys() == sb.keys()
-    for k in sa:
-        assert torch.equal(sa[k], sb[k]), k
+    for name in ("model.safetensors", "polyak/model.safetensors"):
+        sa, sb = load_file(full / name), load_file(part / name)
+        assert sa.keys() == sb.keys()
+        for k in sa:
+            assert torch.equal(sa[k], sb[k]), (name, k)
     ra, rb = json.loads((full / "results.json").read_text()), json.loads((part / "results.json").read_text())
     assert ra["metrics"] == rb["metrics"] and ra["metrics_polyak"] == rb["metrics_polyak"]
 
 
-def test_existing_run_is_refused_and_checkpoint_of_another_config(tmp_path, capsys):
-    out = tmp_path / "run"
-    base = ["--output_dir", out, "--max_steps", 2, "--report_to", "none", "--no_progress_bar", *TINY_CIFAR]
-    assert run(base) == 0
+def test_existing_run_is_refused_and_checkpoint_of_another_config(tiny_run, capsys):
+    base = ["--output_dir", tiny_run, "--max_steps", 6, "--report_to", "none", "--no_progress_bar", *TINY_CIFAR]
     assert run(base) == 2
-    assert "already holds a run" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "already holds a run" in err and "--overwrite_output_dir" in err
     # a different quantizer cannot resume this run's checkpoint
     assert run([*base, "quantizer.codebook_size=32", "--resume_from_checkpoint", "latest"]) == 2
     err = capsys.readouterr().err
-    assert "different run configuration" in err and "codebook_size" in err
-    # with --overwrite_output_dir the old run is replaced
-    assert run([*base, "--overwrite_output_dir"]) == 0
+    assert "different run configuration" in err and "quantizer.codebook_size: checkpoint 16 vs now 32" in err
 
 
 def test_bad_inputs_fail_before_training(tmp_path, capsys):
@@ -172,10 +179,14 @@ def test_non_finite_loss_stops_naming_the_step(tmp_path, capsys, monkeypatch):
 
     monkeypatch.setattr(VQVAEModel, "forward", poisoned)
     out = tmp_path / "run"
-    rc = run(["--output_dir", out, "--max_steps", 5, "--report_to", "none", "--no_progress_bar", *TINY_CIFAR])
+    out.mkdir()
+    (out / "run_config.json").write_text("{}")  # an older run: replaced because of --overwrite_output_dir
+    rc = run(["--output_dir", out, "--max_steps", 5, "--report_to", "none", "--no_progress_bar", *TINY_CIFAR,
+              "--overwrite_output_dir"])
     assert rc == 3
     err = capsys.readouterr().err
     assert "non-finite training loss" in err and "step 3" in err and "step_2" in err
     steps = sorted(p.name for p in (out / "checkpoints").iterdir())
     assert steps == ["step_2"]
     assert not (out / "results.json").exists()
+    assert json.loads((out / "run_config.json").read_text())["recipe"]["task"] == "cifar10"

@@ -75,7 +75,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--hub_model_id", default=None, help="repository id for --push_to_hub (user/name)")
     p.add_argument("overrides", nargs="*", metavar="section.key=value",
                    help="recipe overrides, applied after the file and before the flags above")
-    args = p.parse_args(argv)
+    args = p.parse_intermixed_args(argv)
     if args.push_to_hub and not args.hub_model_id:
         p.error("--push_to_hub needs --hub_model_id user/name")
     return args
@@ -174,7 +174,7 @@ def main(argv=None) -> int:
     model = task.build_model(model_config)
     if main_proc:
         n_params = sum(p.numel() for p in model.parameters())
-        print(f"task {recipe['task']}: {len(data.train)} train / {len(data.eval)} {dcfg['eval_split']} examples "
+        print(f"task {recipe['task']}: {len(data.train)} train / {len(data.eval)} {data.eval_split} examples "
               f"({data.variant}); model {type(model).__name__} with {n_params / 1e6:.2f} M parameters")
 
     from vq_hf.quantization import codebook_param_groups, set_update_boundary, start_epoch
@@ -385,6 +385,10 @@ def main(argv=None) -> int:
             data.processor.save_pretrained(out_dir)
             if polyak is not None:
                 data.processor.save_pretrained(out_dir / "polyak")
+        for name, text in data.extra_files.items():  # e.g. speech phones.txt (CTC class ids)
+            (out_dir / name).write_text(text)
+            if polyak is not None:
+                (out_dir / "polyak" / name).write_text(text)
         (out_dir / "training_config.json").write_text(json.dumps(recipe, indent=2))
         results = task.results(
             recipe=recipe, config_file=str(args.config), final=final, data=data, model_config=model_config,
@@ -404,7 +408,10 @@ def main(argv=None) -> int:
         if args.push_to_hub:
             from vq_hf.cards import publish
 
-            publish(out_dir, args.hub_model_id)
+            from vq_hf.cards import DEFAULT_IGNORE_PATTERNS
+
+            # generated stand-in corpora (data/) are not part of the model
+            publish(out_dir, args.hub_model_id, ignore_patterns=(*DEFAULT_IGNORE_PATTERNS, "data/*"))
             print(f"pushed {out_dir} to https://huggingface.co/{args.hub_model_id}")
     tb.close()
     accelerator.wait_for_everyone()

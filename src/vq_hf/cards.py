@@ -227,8 +227,7 @@ def _comparability_notes(results: dict) -> list[str]:
     low = variant.lower()
     given = results.get("notes", [])
     # the training script may already have written the caveat; don't repeat it
-    already = any("not comparable" in n.lower() or "not scribblelens" in n.lower() or "not wsj" in n.lower()
-                  for n in given)
+    already = any("not comparable" in n.lower() for n in given)
     notes = []
     if "jpeg" in low and not already:
         notes.append(

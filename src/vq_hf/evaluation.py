@@ -131,7 +131,7 @@ def evaluate_model(model, dataloader, task: str, accelerator=None, max_batches: 
         m["num_dims"] = dims_total
     if counts is not None:
         c = counts.numpy()
-        entropy = entropy_from_counts(c, 2.0)  # (G,) bits
+        entropy = np.maximum(entropy_from_counts(c, 2.0), 0.0)  # (G,) bits; no -0.0
         pplx = np.power(2.0, entropy)
         used = (c > 0).sum(1)
 
@@ -202,9 +202,17 @@ def cli(argv=None) -> int:
         print(f"vq-hf eval: --model {folder}: {e}", file=sys.stderr)
         return 2
     task = get_task(model.config.architecture)
-    recipe = validate_recipe({"task": task.name, "data": {
-        "dataset_name": args.dataset_name, "train_split": args.split, "eval_split": args.split,
-        "eval_batch_size": args.batch_size, "max_eval_samples": args.max_samples, "max_train_samples": 1}})
+    # Start from the training run's data settings (stand-in corpus size and seed, chunking) when known.
+    trained = {}
+    if (folder / "training_config.json").is_file():
+        trained = json.loads((folder / "training_config.json").read_text())
+    data_cfg = dict(trained.get("data") or {})
+    data_cfg.update({"train_split": data_cfg.get("train_split", args.split), "eval_split": args.split,
+                     "eval_batch_size": args.batch_size, "max_eval_samples": args.max_samples})
+    if args.dataset_name is not None:
+        data_cfg["dataset_name"] = args.dataset_name
+    recipe = validate_recipe({"task": task.name, "data": data_cfg,
+                              "training": {"seed": (trained.get("training") or {}).get("seed", 0)}})
     try:
         data = task.build_data(recipe, model.config, cache_dir=folder / "data", processor_folder=folder)
     except (ValueError, FileNotFoundError, ConnectionError, KeyError) as e:

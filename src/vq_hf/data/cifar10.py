@@ -32,7 +32,9 @@ CIFAR10_CLASSES = (
 )
 EMBEDDED = "embedded"
 IMAGE_SHAPE = (3, 32, 32)
-_SPLIT_PREFIXES = {"train": "train", "test": "test", "validation": "validation", "valid": "validation", "dev": "validation"}
+_SPLIT_PREFIXES = {
+    "train": "train", "test": "test", "validation": "validation", "valid": "validation", "dev": "validation"
+}
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 __all__ = ["CIFAR10_CLASSES", "EMBEDDED", "embedded_sample_dir", "load_cifar10", "decode_cifar10_image"]
@@ -160,8 +162,9 @@ def load_cifar10(
             fraction — stratified by class with ``seed``. ``None`` / 0 keeps train whole.
         seed: seed of the validation carve-out.
         decode: add the ``pixels`` column (uint8, (3, 32, 32)) with a cached ``map`` and
-            ``set_format("torch", columns=["pixels", "label"], dtype=torch.uint8)`` (both uint8 tensors). With ``False`` the raw ``img``/``label``
-            dataset is returned untouched (images are decoded lazily by ``datasets``).
+            ``set_format("torch", columns=["pixels", "label"], dtype=torch.uint8)`` (both uint8 tensors).
+            With ``False`` the raw ``img``/``label`` dataset is returned untouched (images are decoded lazily
+            by ``datasets``).
         cache_dir: ``datasets`` cache folder (default ``HF_DATASETS_CACHE``).
         num_proc: processes for the decoding ``map``.
 

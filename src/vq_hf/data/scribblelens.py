@@ -466,7 +466,9 @@ def load_scribblelens(
             rows = parse_dat(text, f"{corpus_path}!{dat}")
             if not rows:
                 raise ValueError(f"load_scribblelens: split {split!r}: {corpus_path}!{dat} lists no lines")
-            listed[split] = (f"{corpus_path}!{dat}", [(r.image, r.text, r.lineno) for r in rows])
+            # A tuple, not a list: datasets treats list-valued gen_kwargs as shards and would call the generator
+            # once per line (reopening the zip each time and losing the duplicate check).
+            listed[split] = (f"{corpus_path}!{dat}", tuple((r.image, r.text, r.lineno) for r in rows))
 
     raw_features = datasets.Features(
         {

@@ -29,7 +29,7 @@ import re
 import sys
 import time
 import zipfile
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -436,7 +436,7 @@ def _zip_write(archive: zipfile.ZipFile, name: str, data: bytes, compress: bool)
 
 
 def plan_lines(lines: int, scribes: list[str], test_fraction: float, lines_per_page: int) -> list[_LineJob]:
-    """Assign line numbers to scribes (round robin), pages and splits (every k-th line is test)."""
+    """Assign line numbers to scribes (round robin), pages and splits (every k-th line is test, at least one)."""
     every = max(2, int(round(1 / test_fraction))) if test_fraction > 0 else 0
     counters = [0] * len(scribes)
     jobs = []
@@ -446,6 +446,9 @@ def plan_lines(lines: int, scribes: list[str], test_fraction: float, lines_per_p
         counters[k] += 1
         page, line = n // lines_per_page + 1, n % lines_per_page + 1
         split = "test" if every and i % every == every - 1 else "train"
+        # The last line is test when the stride skipped every line (few lines): both splits are never empty.
+        if i == lines - 1 and not any(job.split == "test" for job in jobs):
+            split = "test"
         jobs.append(_LineJob(i, k, f"nl/{scribes[k]}/{page}/line{line}", split))
     return jobs
 
@@ -457,8 +460,8 @@ def generate_corpus(
     seed: int = 0,
     scribes: int = 6,
     height: int = 64,
-    min_chars: int = 20,
-    max_chars: int = 45,
+    min_chars: int = 25,
+    max_chars: int = 55,
     test_fraction: float = 0.1,
     lines_per_page: int = 25,
     jpeg_quality: int = 85,
@@ -561,8 +564,9 @@ def make_handwriting_corpus(out: str | os.PathLike, num_lines: int = 2000, seed:
     out = Path(out)
     if out.suffix != ".zip":
         out = out / f"synth_handwriting.{num_lines}lines.seed{seed}.zip"
-    params = {"lines": num_lines, "seed": seed, **{k: (list(v) if isinstance(v, tuple) else v) for k, v in kwargs.items()}}
-    params = {k: (str(v) if isinstance(v, os.PathLike) else v) for k, v in params.items()}
+    params = {"lines": num_lines, "seed": seed, **kwargs}
+    # JSON-comparable: tuples become lists, paths strings.
+    params = json.loads(json.dumps(params, default=str))
     record = out.with_suffix(".json")
     if out.is_file() and record.is_file():
         try:
@@ -578,7 +582,9 @@ def make_handwriting_corpus(out: str | os.PathLike, num_lines: int = 2000, seed:
 
 
 # ---------------------------------------------------------------------------------------------- preview
-def write_preview(corpus: str | os.PathLike, png: str | os.PathLike, lines: int = 8, split: str = "train") -> None:
+def write_preview(
+    corpus: str | os.PathLike, png: str | os.PathLike, lines: int = 8, split: str = "train", colormode: str = "gray"
+) -> None:
     """A PNG of the first ``lines`` lines of a corpus zip: the line, its per-column alignment as coloured
     segments labelled with their characters, and the 32-pixel-high version the loaders produce."""
     from PIL import Image, ImageDraw, ImageFont
@@ -588,10 +594,13 @@ def write_preview(corpus: str | os.PathLike, png: str | os.PathLike, lines: int 
 
     processor = VQVAELineImageProcessor()
     label_font = ImageFont.load_default()
-    palette = [(230, 159, 0), (86, 180, 233), (0, 158, 115), (240, 228, 66), (0, 114, 178), (213, 94, 0), (204, 121, 167)]
+    palette = [
+        (230, 159, 0), (86, 180, 233), (0, 158, 115), (240, 228, 66), (0, 114, 178), (213, 94, 0), (204, 121, 167)
+    ]
     blocks = []
     with zipfile.ZipFile(corpus) as archive:
-        rows = parse_dat(archive.read(dat_name(split)).decode("utf-8"), f"{corpus}!{dat_name(split)}")[:lines]
+        dat = dat_name(split, colormode)
+        rows = parse_dat(archive.read(dat).decode("utf-8"), f"{corpus}!{dat}")[:lines]
         ali_zip = zipfile.ZipFile(io.BytesIO(archive.read(f"{CORPUS_ROOT}/corpora/{DEFAULT_ALIGNMENTS}")))
         for row in rows:
             image = Image.open(io.BytesIO(archive.read(f"{CORPUS_ROOT}/{row.image}"))).convert("RGB")
@@ -625,7 +634,8 @@ def write_preview(corpus: str | os.PathLike, png: str | os.PathLike, lines: int 
         sheet.paste(block, (0, y))
         y += block.height
     Path(png).parent.mkdir(parents=True, exist_ok=True)
-    sheet.save(png, optimize=True)
+    # 64 colours: the paper noise makes a full-colour PNG several times larger for no visible gain.
+    sheet.quantize(colors=64, dither=Image.Dither.NONE).save(png, optimize=True)
 
 
 # ---------------------------------------------------------------------------------------------- CLI
@@ -640,22 +650,40 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     parser.add_argument("out", metavar="OUT.zip", help="corpus zip to write (replaced if it exists)")
-    parser.add_argument("--lines", type=int, default=200, help="number of lines to render (>= 2; default 200)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed of styles, texts and noise (default 0)")
-    parser.add_argument("--scribes", type=int, default=6, help="number of scribes; scribe k uses font k mod #fonts (default 6)")
-    parser.add_argument("--height", type=int, default=64, help="native line height in pixels before the loaders' resize to 32 (default 64)")
-    parser.add_argument("--min-chars", type=int, default=20, help="shortest line text in characters (default 20)")
-    parser.add_argument("--max-chars", type=int, default=45, help="longest target line text in characters; the last word may overrun (default 45)")
-    parser.add_argument("--test-fraction", type=float, default=0.1, help="share of lines in the test split, every round(1/f)-th line (default 0.1)")
-    parser.add_argument("--lines-per-page", type=int, default=25, help="lines per page folder of a scribe (default 25)")
-    parser.add_argument("--jpeg-quality", type=int, default=85, help="JPEG quality of the line images, 1..100 (default 85)")
-    parser.add_argument("--colormode", default="gray", choices=["gray", "bw", "color"], help="name used in the line lists nl.<colormode>.lines.<split>.dat; images are grayscale (default gray)")
-    parser.add_argument("--font", action="append", metavar="FILE", help="a .ttf/.otf font to use instead of the Debian handwriting fonts (repeatable)")
-    parser.add_argument("--wordlist", default=WORDLIST, help=f"word list, one word per line (default {WORDLIST}, Debian package {WORDLIST_PACKAGE})")
-    parser.add_argument("--alignments-out", metavar="ALI.zip", help=f"also write the alignments zip here (it is always inside OUT as corpora/{DEFAULT_ALIGNMENTS})")
-    parser.add_argument("--preview", metavar="PNG", help="also write a PNG of the first train lines with their alignments")
-    parser.add_argument("--preview-lines", type=int, default=8, help="lines in the --preview PNG (default 8)")
-    parser.add_argument("--workers", type=int, default=1, help="rendering processes; output is identical for any value (default 1)")
+    options = [
+        ("--lines", int, 200, "number of lines to render (>= 2)"),
+        ("--seed", int, 0, "random seed of styles, texts and noise"),
+        ("--scribes", int, 6, "number of scribes; scribe k uses font k mod #fonts"),
+        ("--height", int, 64, "native line height in pixels (the loaders resize lines to 32)"),
+        ("--min-chars", int, 25, "shortest line text in characters"),
+        ("--max-chars", int, 55, "longest target line text in characters (the last word may overrun)"),
+        ("--test-fraction", float, 0.1, "share of lines in the test split: every round(1/f)-th line, at least one"),
+        ("--lines-per-page", int, 25, "lines per page folder of a scribe"),
+        ("--jpeg-quality", int, 85, "JPEG quality of the line images, 1..100"),
+        ("--preview-lines", int, 8, "lines in the --preview PNG"),
+        ("--workers", int, 1, "rendering processes; the output is identical for any value"),
+    ]
+    for flag, kind, default, text in options:
+        parser.add_argument(flag, type=kind, default=default, help=f"{text} (default {default})")
+    parser.add_argument(
+        "--colormode", default="gray", choices=["gray", "bw", "color"],
+        help="name in the line lists nl.<colormode>.lines.<split>.dat; images are grayscale (default gray)",
+    )
+    parser.add_argument(
+        "--font", action="append", metavar="FILE",
+        help="a .ttf/.otf font to use instead of the Debian handwriting fonts (repeatable)",
+    )
+    parser.add_argument(
+        "--wordlist", default=WORDLIST,
+        help=f"word list, one word per line (default {WORDLIST}, Debian package {WORDLIST_PACKAGE})",
+    )
+    parser.add_argument(
+        "--alignments-out", metavar="ALI.zip",
+        help=f"also write the alignments zip here (it is always inside OUT as corpora/{DEFAULT_ALIGNMENTS})",
+    )
+    parser.add_argument(
+        "--preview", metavar="PNG", help="also write a PNG of the first train lines with their alignments"
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress or summary on stderr")
     return parser
 
@@ -671,15 +699,15 @@ def cli(argv: list[str]) -> int:
             progress=not args.quiet,
         )
         if args.preview:
-            write_preview(args.out, args.preview, lines=args.preview_lines)
+            write_preview(args.out, args.preview, lines=args.preview_lines, colormode=args.colormode)
     except (FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     if not args.quiet:
-        summary = asdict(stats) | {"lines_per_second": round(stats.lines_per_second, 1), "bytes_per_line": round(stats.bytes_per_line)}
         print(
-            f"wrote {args.out}: {stats.lines} lines ({stats.train} train, {stats.test} test), {len(stats.scribes)} scribes, "
-            f"{stats.corpus_bytes} bytes ({summary['bytes_per_line']} per line), {summary['lines_per_second']} lines/s",
+            f"wrote {args.out}: {stats.lines} lines ({stats.train} train, {stats.test} test), "
+            f"{len(stats.scribes)} scribes, {stats.corpus_bytes} bytes ({round(stats.bytes_per_line)} per line), "
+            f"{stats.lines_per_second:.1f} lines/s",
             file=sys.stderr,
         )
     return 0

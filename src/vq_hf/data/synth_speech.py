@@ -60,6 +60,13 @@ KNOWN_VOICES: dict[str, VoiceSpec] = {
 }
 
 
+def voice_spec(voice: str) -> VoiceSpec:
+    """The known voice's spec, or a generic one (HTS voices, named ``*_hts``, take their rate from hts_engine)."""
+    if voice in KNOWN_VOICES:
+        return KNOWN_VOICES[voice]
+    return VoiceSpec(voice, "hts" if voice.endswith("_hts") else "generic", "the package providing it")
+
+
 class FestivalError(RuntimeError):
     """Festival is missing, a voice is missing, or synthesis failed."""
 
@@ -175,7 +182,7 @@ def _run_festival(
     festival: str, voice: str, plans: list[UtterancePlan], work_dir: Path, batch_index: int
 ) -> dict[str, list[tuple[str, float]]]:
     """Synthesise ``plans`` in one Festival process; returns utt → [(segment name, end time)]."""
-    spec = KNOWN_VOICES.get(voice, VoiceSpec(voice, "generic", "?"))
+    spec = voice_spec(voice)
     script = work_dir / f"batch{batch_index:04d}.scm"
     script.write_text(_festival_script(voice, spec, plans, work_dir), encoding="utf-8")
     proc = subprocess.run([festival, "-b", str(script)], capture_output=True, text=True, timeout=3600)
@@ -271,7 +278,7 @@ def plan_corpus(
         prompt_id, text = chosen[k % num_prompts]
         repetition = k // num_prompts
         voice, base_warp = speakers[(k + repetition) % len(speakers)]
-        spec = KNOWN_VOICES.get(voice, VoiceSpec(voice, "generic", "?"))
+        spec = voice_spec(voice)
         speaker = f"{spec.short}w{int(round(base_warp * 100)):03d}"
         rate = float(rng.uniform(*rate_range))
         warp = base_warp * float(rng.uniform(1.0 - pitch_jitter, 1.0 + pitch_jitter))
@@ -325,8 +332,9 @@ def make_speech_corpus(
             )
     for voice in voices:
         if voice not in installed:
-            package = KNOWN_VOICES[voice].package if voice in KNOWN_VOICES else "the package providing it"
-            raise FestivalError(f"Festival voice {voice!r} is not installed (installed: {installed}); install {package}")
+            raise FestivalError(
+                f"Festival voice {voice!r} is not installed (installed: {installed}); install {voice_spec(voice).package}"
+            )
 
     prompts = read_prompts(prompts_path)
     plans = plan_corpus(

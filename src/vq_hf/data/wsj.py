@@ -14,7 +14,8 @@ Inputs per split (a Kaldi data directory):
   (deltas are added). ``features="auto"`` uses ``wav.scp`` when present, else ``feats.scp`` (Kaldi recipes
   leave MFCC ``feats.scp`` files beside ``wav.scp``).
 - optional ``text`` and ``utt2spk`` (speaker = utterance id when absent, Kaldi's convention);
-- phone alignments: a CTM (``ali-to-phones --ctm-output``: ``utt chan start dur phone``, seconds) or the
+- phone alignments: a CTM (``ali-to-phones --ctm-output``: ``utt chan start dur phone``, seconds; integer phone
+  ids are decoded with ``phone_table=<lang>/phones.txt``) or the
   reference's ``text_ali`` (``utt ph start end ; ph start end ; …``, frames, end exclusive). Without an
   explicit path, ``<dir>/text_ali`` then ``<dir>/phones.ctm`` are used.
 
@@ -127,6 +128,35 @@ def read_segments(path: Path) -> dict[str, tuple[str, float, float]]:
 Segment = tuple[str, int, int]  # (normalised phone, start frame, end frame exclusive)
 
 
+def read_phone_table(path: str | Path) -> dict[str, str]:
+    """Kaldi ``lang/phones.txt`` (``symbol id`` per line) → {id: symbol}, to decode integer alignments."""
+    path = Path(path)
+    if not path.is_file():
+        raise KaldiDataError(f"phone table {path} does not exist")
+    table = {}
+    for number, line in _lines(path):
+        fields = line.split()
+        if len(fields) != 2 or not fields[1].isdigit():
+            raise KaldiDataError(f"{path} line {number}: expected '<phone> <integer id>', got {line[:100]!r}")
+        if fields[1] in table:
+            raise KaldiDataError(f"{path} line {number}: duplicate id {fields[1]}")
+        table[fields[1]] = fields[0]
+    return table
+
+
+def _phone(token: str, symbols: dict[str, str] | None, path: Path, number: int) -> str:
+    if symbols is not None:
+        if token not in symbols:
+            raise KaldiDataError(f"{path} line {number}: phone id {token!r} is not in the phone table")
+        token = symbols[token]
+    elif token.isdigit():
+        raise KaldiDataError(
+            f"{path} line {number}: phone {token!r} is an integer id (raw ali-to-phones output); pass "
+            "phone_table='<lang>/phones.txt' or convert the file with utils/int2sym.pl"
+        )
+    return normalize_phone(token)
+
+
 def _check_runs(path: Path, utt: str, runs: list[Segment]) -> list[Segment]:
     runs = sorted(runs, key=lambda r: r[1])
     for (_, _, prev_end), (phone, start, end) in zip(runs, runs[1:]):
@@ -135,7 +165,7 @@ def _check_runs(path: Path, utt: str, runs: list[Segment]) -> list[Segment]:
     return runs
 
 
-def read_ctm(path: Path, frame_shift: float = 0.01) -> dict[str, list[Segment]]:
+def read_ctm(path: Path, frame_shift: float = 0.01, symbols: dict[str, str] | None = None) -> dict[str, list[Segment]]:
     """``ali-to-phones --ctm-output`` CTM (``utt chan start dur phone [conf]``, seconds) → frame segments."""
     alignments: dict[str, list[Segment]] = {}
     for number, line in _lines(path):
@@ -150,12 +180,13 @@ def read_ctm(path: Path, frame_shift: float = 0.01) -> dict[str, list[Segment]]:
             raise KaldiDataError(f"{path} line {number}: negative or non-finite time: {line[:100]!r}")
         first = int(round(start / frame_shift))
         last = int(round((start + duration) / frame_shift))
-        if last > first and fields[4] != BLANK:
-            alignments.setdefault(fields[0], []).append((normalize_phone(fields[4]), first, last))
+        phone = _phone(fields[4], symbols, path, number)
+        if last > first and phone != BLANK:
+            alignments.setdefault(fields[0], []).append((phone, first, last))
     return {utt: _check_runs(path, utt, runs) for utt, runs in alignments.items()}
 
 
-def read_text_ali(path: Path) -> dict[str, list[Segment]]:
+def read_text_ali(path: Path, symbols: dict[str, str] | None = None) -> dict[str, list[Segment]]:
     """The reference's ``text_ali``: ``utt ph start end ; ph start end ; …`` (frames, end exclusive)."""
     alignments: dict[str, list[Segment]] = {}
     for number, line in _lines(path):
@@ -173,8 +204,9 @@ def read_text_ali(path: Path) -> dict[str, list[Segment]]:
                 raise KaldiDataError(f"{path} line {number}: frame numbers are not integers in {group.strip()!r}") from None
             if start < 0 or end < start:
                 raise KaldiDataError(f"{path} line {number}: bad frame range {start}..{end} in {group.strip()!r}")
-            if end > start and fields[0] != BLANK:
-                runs.append((normalize_phone(fields[0]), start, end))
+            phone = _phone(fields[0], symbols, path, number)
+            if end > start and phone != BLANK:
+                runs.append((phone, start, end))
         if utt in alignments:
             raise KaldiDataError(f"{path} line {number}: duplicate utterance {utt!r}")
         if not runs:
@@ -183,8 +215,14 @@ def read_text_ali(path: Path) -> dict[str, list[Segment]]:
     return alignments
 
 
-def read_alignments(path: str | Path, fmt: str = "auto", frame_shift: float = 0.01) -> dict[str, list[Segment]]:
-    """Read a CTM or a text_ali file; ``fmt="auto"`` looks for ';' on the first line (text_ali)."""
+def read_alignments(
+    path: str | Path, fmt: str = "auto", frame_shift: float = 0.01, phone_table: str | Path | None = None
+) -> dict[str, list[Segment]]:
+    """Read a CTM or a text_ali file; ``fmt="auto"`` looks for ';' on the first line (text_ali).
+
+    ``phone_table`` (Kaldi ``lang/phones.txt``) decodes integer phone ids; without it integer ids are an error.
+    """
+    symbols = read_phone_table(phone_table) if phone_table is not None else None
     path = Path(path)
     if not path.is_file():
         raise KaldiDataError(f"alignment file {path} does not exist")
@@ -192,9 +230,9 @@ def read_alignments(path: str | Path, fmt: str = "auto", frame_shift: float = 0.
         first = next((line for _, line in _lines(path)), "")
         fmt = "text_ali" if ";" in first else "ctm"
     if fmt == "ctm":
-        return read_ctm(path, frame_shift)
+        return read_ctm(path, frame_shift, symbols)
     if fmt == "text_ali":
-        return read_text_ali(path)
+        return read_text_ali(path, symbols)
     raise ValueError(f"alignment_format must be 'auto', 'ctm' or 'text_ali', got {fmt!r}")
 
 
@@ -465,9 +503,10 @@ def load_wsj(
     alignments: str | os.PathLike | Mapping[str, str | os.PathLike] | None = None,
     *,
     feature_extractor: VQVAEFeatureExtractor | None = None,
-    train_split: str = "train",
+    train_split: str | None = None,
     features: str = "auto",
     alignment_format: str = "auto",
+    phone_table: str | os.PathLike | None = None,
     phones: list[str] | None = None,
     unknown_phones: str = "unk",
     missing_alignment: str = "skip",
@@ -488,8 +527,11 @@ def load_wsj(
             use ``<dir>/text_ali`` or ``<dir>/phones.ctm``.
         feature_extractor: settings for the fbanks (its CMVN statistics are refitted on ``train_split``);
             default ``VQVAEFeatureExtractor()``.
-        train_split: the split whose phones make the vocabulary and whose frames give the CMVN statistics.
+        train_split: the split whose phones make the vocabulary and whose frames give the CMVN statistics;
+            default ``"train"``, else the only split whose name starts with ``train`` (e.g. ``train_si284``).
         features: ``"auto"`` (wav.scp if present, else feats.scp), ``"wav"`` or ``"feats"``.
+        alignment_format: ``"auto"``, ``"ctm"`` or ``"text_ali"``.
+        phone_table: Kaldi ``lang/phones.txt`` for alignments with integer phone ids (raw ``ali-to-phones``).
         phones: a fixed vocabulary (e.g. from a trained model's ``phones.txt``) instead of the training phones;
             must start with ``<eps>``, ``<unk>``.
         unknown_phones / missing_alignment / length_mismatch / max_length_mismatch: see the module docstring.
@@ -505,6 +547,11 @@ def load_wsj(
     dirs = _resolve_dirs(data_dirs)
     if not dirs:
         raise ValueError("data_dirs is empty")
+    if train_split is None:
+        candidates = ["train"] if "train" in dirs else [s for s in sorted(dirs) if s.startswith("train")]
+        if len(candidates) != 1:
+            raise ValueError(f"cannot tell which of the splits {sorted(dirs)} is the training split; pass train_split=")
+        train_split = candidates[0]
     if train_split not in dirs:
         raise ValueError(f"train_split={train_split!r} is not among the splits {sorted(dirs)}")
     if alignments is not None and not isinstance(alignments, Mapping) and len(dirs) > 1:
@@ -557,6 +604,7 @@ def load_wsj(
         "options": options,
         "train_split": train_split,
         "alignment_format": alignment_format,
+        "phone_table": _stat_key(Path(phone_table)) if phone_table is not None else None,
         "phones": phones,
         "splits": {
             split: [
@@ -580,7 +628,10 @@ def load_wsj(
         if overwrite_cache and folder.exists():
             shutil.rmtree(folder)
         if not done_marker.is_file():
-            _build(folder, dirs, ali_paths, alignment_format, frame_shift, extractor, base_config, options, train_split, phones)
+            _build(
+                folder, dirs, ali_paths, (alignment_format, phone_table), frame_shift, extractor, base_config, options,
+                train_split, phones,
+            )
             done_marker.write_text(json.dumps(key_material, indent=1, default=str) + "\n")
 
     dataset = datasets.load_from_disk(str(folder / "data"))
@@ -598,11 +649,11 @@ def load_wsj(
     return dataset
 
 
-def _build(folder, dirs, ali_paths, alignment_format, frame_shift, extractor, base_config, options, train_split, phones):
+def _build(folder, dirs, ali_paths, ali_spec, frame_shift, extractor, base_config, options, train_split, phones):
     import datasets
 
     kaldi_dirs = {split: read_kaldi_dir(d, options["features"]) for split, d in dirs.items()}
-    ali = {split: read_alignments(p, alignment_format, frame_shift) for split, p in ali_paths.items()}
+    ali = {split: read_alignments(p, ali_spec[0], frame_shift, ali_spec[1]) for split, p in ali_paths.items()}
 
     # Vocabulary from the training alignments (only utterances of the training directory count).
     train_utts = set(kaldi_dirs[train_split].utterances)
@@ -636,6 +687,8 @@ def _build(folder, dirs, ali_paths, alignment_format, frame_shift, extractor, ba
             "unknown_phones_mapped_to_unk": dict(unknown),
             "alignments_without_utterance": len(set(ali[split]) - utts),
             "text_without_utterance": len(set(kaldi_dir.text) - utts),
+            # Kaldi's convention when utt2spk lacks an utterance (or is absent): the utterance is its own speaker.
+            "speaker_defaulted_to_utterance": len(utts - set(kaldi_dir.utt2spk)),
         }
 
     folder.mkdir(parents=True, exist_ok=True)

@@ -133,7 +133,8 @@ class VQVAELineImageProcessor(BaseImageProcessor):
                     f"expected ({self.target_height}, W>=1)"
                 )
             if array.dtype == np.uint8:
-                array = array.astype(np.float32) * np.float32(self.rescale_factor)
+                # Divide (not multiply by 1/255): bit-identical to the "uint8 / 255" of the input contract.
+                array = array.astype(np.float32) / np.float32(1.0 / self.rescale_factor)
             else:
                 array = array.astype(np.float32)
             arrays.append(array)
@@ -151,7 +152,7 @@ class VQVAELineImageProcessor(BaseImageProcessor):
         ``kwargs`` may override ``target_height``, ``resample``, ``rescale_factor``, ``pad_to_multiple_of`` or
         ``padding_value`` for this call; anything else is an error.
         """
-        unknown = sorted(set(kwargs) - {"target_height", "resample", "rescale_factor", "pad_to_multiple_of", "padding_value"})
+        unknown = sorted(set(kwargs) - set(self._config()))
         if unknown:
             raise TypeError(f"VQVAELineImageProcessor: unexpected argument(s) {unknown}")
         if kwargs:

@@ -222,6 +222,16 @@ class VQVAEPreTrainedModel(PreTrainedModel):
     # transformers casts *every* tensor matching the pattern to fp32, integer step counters and seeds included.
     _keep_in_fp32_modules_strict = None
 
+    def save_pretrained(self, save_directory, *args, export_remote_code: bool = False, **kwargs):
+        """`PreTrainedModel.save_pretrained` (config.json + model.safetensors). With `export_remote_code=True` the
+        folder also gets a flattened copy of the code and an `auto_map`, so that it loads with
+        `AutoModel.from_pretrained(folder, trust_remote_code=True)` where vq_hf is not installed (see
+        :func:`export_remote_code`)."""
+        out = super().save_pretrained(save_directory, *args, **kwargs)
+        if export_remote_code and kwargs.get("is_main_process", True):
+            export_remote_code_files(save_directory)
+        return out
+
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
         shapes = _check_local_safetensors(pretrained_model_name_or_path, kwargs.get("subfolder", ""))
@@ -234,6 +244,7 @@ class VQVAEPreTrainedModel(PreTrainedModel):
         for module in model.modules():
             if isinstance(module, VectorQuantizer):
                 module.codebook.requires_grad_(module.quantizer_type != "ema")
+        _own_aligned_storage(model)
         return loaded
 
     def _init_weights(self, module: nn.Module) -> None:
@@ -306,6 +317,19 @@ def _check_shapes_against_config(cls, path, kwargs: dict, shapes: dict[str, tupl
         )
 
 
+def _own_aligned_storage(model: nn.Module) -> None:
+    """Give every CPU tensor loaded from a checkpoint its own allocation. Loaded tensors can be views at arbitrary
+    byte offsets of one file buffer; CPU kernels then take unaligned code paths whose rounding differs (~1e-8) from
+    the original model's, and "save → load → continue" would no longer be bit-exact."""
+    for module in model.modules():
+        for name, p in module._parameters.items():
+            if p is not None and p.device.type == "cpu" and p.data_ptr() % 64:
+                p.data = p.data.clone()
+        for name, b in module._buffers.items():
+            if b is not None and b.device.type == "cpu" and b.data_ptr() % 64:
+                module._buffers[name] = b.clone()
+
+
 def _fp32_patterns(module: nn.Module, prefix: str) -> set[str]:
     """Anchored regexes for the floating-point parameters and buffers of `module` (keys searched, unanchored at
     the start, in state-dict names such as `vqvae.quantizer.codebook`)."""
@@ -322,6 +346,54 @@ def _build_quantizer(config: VQVAEConfig, **kwargs) -> VectorQuantizer:
         with torch.device("cpu"):
             return VectorQuantizer(config.latent_dim, **qkw)
     return VectorQuantizer(config.latent_dim, **qkw)
+
+
+# Files of the flattened remote-code export: transformers' dynamic modules may only import siblings of the same
+# folder (`from .x import`), so the package's two levels are flattened into one and the imports rewritten.
+_REMOTE_MODEL_FILES = ("configuration_vqvae.py", "modeling_vqvae.py", "encoders.py", "decoders.py", "pixelcnn.py")
+_REMOTE_AUTO_MAP = {
+    "AutoConfig": "configuration_vqvae.VQVAEConfig",
+    "AutoModel": "modeling_vqvae.VQVAEModel",
+    "AutoModelForCTC": "modeling_vqvae.VQVAEForCTC",
+}
+
+
+def export_remote_code_files(folder) -> list[str]:
+    """Copy the model code, flattened, into a saved model folder and add `auto_map` to its config.json.
+
+    `vq_hf/quantization/*.py` and the model files become siblings (`quantization/__init__.py` as
+    `vq_quantization.py`); `from ..quantization[.x] import` becomes `from .vq_quantization|.x import`. The
+    optional Triton search (`fused_search`, imported lazily by a bare `from . import`) is not picked up by
+    transformers' loader, so remote-code models use the eager nearest-code search. Returns the written file names.
+    """
+    import json
+    import pathlib
+
+    folder = pathlib.Path(folder)
+    models_dir = pathlib.Path(__file__).parent
+    quant_dir = models_dir.parent / "quantization"
+    sources = {f.name: f for f in sorted(quant_dir.glob("*.py")) if f.name != "__init__.py"}
+    sources["vq_quantization.py"] = quant_dir / "__init__.py"
+    for name in _REMOTE_MODEL_FILES:
+        if name in sources:
+            raise RuntimeError(f"export_remote_code_files: {name} exists in both models/ and quantization/")
+        sources[name] = models_dir / name
+    written = []
+    for name, src in sources.items():
+        text = src.read_text(encoding="utf-8")
+        text = re.sub(r"^(\s*)from \.\.quantization\.(\w+) import", r"\1from .\2 import", text, flags=re.M)
+        text = re.sub(r"^(\s*)from \.\.quantization import", r"\1from .vq_quantization import", text, flags=re.M)
+        leftover = re.search(r"^\s*from \.\.", text, flags=re.M)
+        if leftover:
+            raise RuntimeError(f"export_remote_code_files: {src} has an import the flat layout cannot express: "
+                               f"{text[leftover.start():text.index(chr(10), leftover.start())].strip()!r}")
+        (folder / name).write_text(text, encoding="utf-8")
+        written.append(name)
+    config_file = folder / "config.json"
+    config = json.loads(config_file.read_text(encoding="utf-8"))
+    config["auto_map"] = dict(_REMOTE_AUTO_MAP)
+    config_file.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    return written
 
 
 # ----------------------------------------------------------------------------------------------- base model
@@ -739,4 +811,5 @@ __all__ = [
     "VQVAEOutput",
     "VQVAEPreTrainedModel",
     "ctc_greedy_decode",
+    "export_remote_code_files",
 ]

@@ -237,9 +237,14 @@ def _launch_config(n: int, k: int, d: int, on_cuda: bool) -> dict:
         # The interpreter runs one numpy op per tile operation: big tiles mean few Python-level steps.
         return dict(BLOCK_N=max(16, min(128, _next_pow2(n))), BLOCK_K=max(16, min(128, _next_pow2(k))),
                     BLOCK_D=block_d, X_RESIDENT=x_resident)
-    block_n = 128 if d <= 64 else 64
-    return dict(BLOCK_N=block_n, BLOCK_K=64, BLOCK_D=block_d, X_RESIDENT=x_resident,
-                num_warps=8 if block_n == 128 else 4, num_stages=3)
+    # Shared memory (compiled for sm_90 with Triton 3.9, tf32x3): D = 64 at 128×64 tiles and 3 stages takes
+    # 128 KiB; D = 256 at 128-wide D chunks would take 257 KiB, past the H100's 227 KiB per block. Wider
+    # vectors therefore get narrower row tiles, 64-wide D chunks and 2 stages.
+    if d <= 64:
+        return dict(BLOCK_N=128, BLOCK_K=64, BLOCK_D=block_d, X_RESIDENT=True, num_warps=8, num_stages=3)
+    if d <= 128:
+        return dict(BLOCK_N=64, BLOCK_K=64, BLOCK_D=128, X_RESIDENT=True, num_warps=4, num_stages=2)
+    return dict(BLOCK_N=64, BLOCK_K=64, BLOCK_D=64, X_RESIDENT=False, num_warps=4, num_stages=2)
 
 
 def _check_inputs(x: torch.Tensor, codebook: torch.Tensor, precision: str) -> None:

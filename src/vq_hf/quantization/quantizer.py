@@ -7,6 +7,7 @@ re-initialisation, EMA initialisation, reservoir collisions, precision, DDP).
 from __future__ import annotations
 
 import math
+import operator
 import warnings
 import weakref
 from dataclasses import dataclass
@@ -322,9 +323,15 @@ class VectorQuantizer(nn.Module):
 
     def set_epoch(self, epoch: int) -> None:
         """Epoch-boundary mode: declare the current (0-based) epoch; actions run at its first training forward."""
-        if not isinstance(epoch, int) or isinstance(epoch, bool) or epoch < 0:
+        if isinstance(epoch, bool):
             raise ValueError(f"epoch must be a non-negative int, got {epoch!r}")
-        self._write("epoch", epoch)
+        try:
+            value = operator.index(epoch)
+        except TypeError:
+            raise ValueError(f"epoch must be a non-negative int, got {epoch!r}") from None
+        if value < 0:
+            raise ValueError(f"epoch must be a non-negative int, got {epoch!r}")
+        self._write("epoch", value)
 
     def _generator(self, tag: str, device: torch.device, *counters: int) -> torch.Generator:
         key = f"{tag}:{device}"

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import zlib
 
@@ -64,8 +65,10 @@ class SeededCollate:
         self.collator = collator
         self.seed = int(seed)
         self.sampler = sampler
-        self.seedable = dataclasses.is_dataclass(collator) and any(
+        self.is_dataclass = dataclasses.is_dataclass(collator) and any(
             f.name == "seed" for f in dataclasses.fields(collator))
+        # other collators with a `seed` attribute and a lazily created generator (SpeechCollator)
+        self.seedable = self.is_dataclass or getattr(collator, "seed", None) is not None
 
     def __call__(self, examples):
         indices = [e.pop("__index__") for e in examples] if examples and "__index__" in examples[0] else []
@@ -73,5 +76,12 @@ class SeededCollate:
         if self.seedable:
             epoch = self.sampler.epoch if self.sampler is not None else 0
             key = f"{self.seed}:{epoch}:{','.join(map(str, indices))}".encode()
-            collator = dataclasses.replace(self.collator, seed=zlib.crc32(key))
+            seed = zlib.crc32(key)
+            if self.is_dataclass:
+                collator = dataclasses.replace(self.collator, seed=seed)
+            else:
+                collator = copy.copy(self.collator)
+                collator.seed = seed
+                if hasattr(collator, "_generator"):  # force a fresh generator from the new seed
+                    collator._generator = None
         return collator(examples)

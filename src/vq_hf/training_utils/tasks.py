@@ -44,6 +44,8 @@ class TaskData:
     dataset_name: str
     eval_split: str
     notes: list = dataclasses.field(default_factory=list)
+    phones: list | None = None  # speech: CTC class id → phone symbol
+    extra_files: dict = dataclasses.field(default_factory=dict)  # name → text, saved beside the model
 
 
 def _config_fields() -> dict[str, Any]:
@@ -238,25 +240,31 @@ class HandwritingTask(Task):
 
             source = str(make_handwriting_corpus(pathlib.Path(cache_dir) / "synth_handwriting",
                                                  num_lines=d["synth_size"], seed=recipe["training"]["seed"]))
-            variant, name = "synthetic handwriting (vq-hf make-handwriting-corpus)", source
-            notes.append("stand-in corpus of rendered handwriting lines, not ScribbleLens")
+            name, variant = "synthetic-handwriting", f"stand-in handwriting lines ({d['synth_size']} lines, " \
+                                                    f"vq-hf make-handwriting-corpus)"
+            notes.append("trained on a stand-in corpus of rendered handwriting lines, not on ScribbleLens")
         else:
-            variant, name = "ScribbleLens", source
-        dsd = load_scribblelens(source)
+            name, variant = source, "ScribbleLens"
+        splits = tuple(dict.fromkeys((d["train_split"], d["eval_split"])))
+        dsd = load_scribblelens(source, splits=splits, target_height=config.image_size)
         train = _limit(_split(dsd, d["train_split"], source), d["max_train_samples"])
         ev = _limit(_split(dsd, d["eval_split"], source), d["max_eval_samples"])
         for split, ds in ((d["train_split"], train), (d["eval_split"], ev)):
             _check_columns(ds, (("columns", "image"),), split, source)
-        processor = VQVAELineImageProcessor()
+        processor = VQVAELineImageProcessor(target_height=config.image_size)
         return TaskData(train=train, eval=ev,
-                        train_collator=LineImageCollator(processor=processor, crop_width=d["chunk_len"]),
+                        train_collator=LineImageCollator(processor=processor, crop_width=d["chunk_len"], seed=0),
                         eval_collator=LineImageCollator(processor=processor), processor=processor,
                         variant=variant, dataset_name=name, eval_split=d["eval_split"], notes=notes)
 
 
+# The stand-in speech corpus has train/dev/test; the WSJ recipes name the WSJ sets.
+SYNTH_SPEECH_SPLITS = {"train_si284": "train", "test_dev93": "dev", "test_eval92": "test"}
+
+
 class SpeechTask(Task):
     name = "speech"
-    main_metric = "per"
+    main_metric = "phone_error_rate"
 
     def build_model(self, config):
         from vq_hf.models import VQVAEForCTC
@@ -264,29 +272,59 @@ class SpeechTask(Task):
         return VQVAEForCTC(config)
 
     def build_data(self, recipe, config, cache_dir, processor_folder=None):
-        from vq_hf.data import load_wsj
-        from vq_hf.data.collators import SpeechCollator
+        import json
+
+        from vq_hf.data import SpeechCollator, load_wsj
 
         d = recipe["data"]
         source = d["dataset_name"]
         notes = []
+        train_split, eval_split = d["train_split"], d["eval_split"]
         if source is None:
             from vq_hf.data.synth_speech import make_speech_corpus
 
-            source = str(make_speech_corpus(pathlib.Path(cache_dir) / "synth_speech",
-                                            num_utterances=d["synth_size"], seed=recipe["training"]["seed"]))
-            variant, name = "synthetic speech (vq-hf make-speech-corpus, Festival)", source
-            notes.append("stand-in corpus of Festival-spoken CMU ARCTIC prompts, not WSJ")
+            seed, n = recipe["training"]["seed"], d["synth_size"]
+            corpus = pathlib.Path(cache_dir) / f"synth_speech.{n}utts.seed{seed}"
+            if not (corpus / "corpus.json").is_file():
+                make_speech_corpus(corpus, n, seed=seed, overwrite=True)
+            source = str(corpus)
+            name, variant = "synthetic-speech", f"stand-in speech ({n} Festival-spoken CMU ARCTIC prompts, " \
+                                                 f"vq-hf make-speech-corpus)"
+            notes.append("trained on a stand-in corpus of synthetic speech, not on WSJ")
+            if train_split in SYNTH_SPEECH_SPLITS or eval_split in SYNTH_SPEECH_SPLITS:
+                notes.append(f"WSJ split names mapped to the stand-in corpus's: {SYNTH_SPEECH_SPLITS}")
+            train_split = SYNTH_SPEECH_SPLITS.get(train_split, train_split)
+            eval_split = SYNTH_SPEECH_SPLITS.get(eval_split, eval_split)
         else:
-            variant, name = "WSJ", source
-        dsd, processor = load_wsj(source)
-        train = _limit(_split(dsd, d["train_split"], source), d["max_train_samples"])
-        ev = _limit(_split(dsd, d["eval_split"], source), d["max_eval_samples"])
-        for split, ds in ((d["train_split"], train), (d["eval_split"], ev)):
+            name, variant = source, "WSJ"
+        kwargs = {}
+        if processor_folder is not None:  # evaluation of a trained model: its phone set and features
+            from vq_hf.models import VQVAEFeatureExtractor
+
+            phones_file = pathlib.Path(processor_folder) / "phones.txt"
+            if phones_file.is_file():
+                kwargs["phones"] = phones_file.read_text().split()
+            kwargs["feature_extractor"] = VQVAEFeatureExtractor.from_pretrained(processor_folder)
+        dsd, info = load_wsj(source, train_split=train_split, return_info=True,
+                             cache_dir=pathlib.Path(cache_dir) / "wsj_cache", **kwargs)
+        train = _limit(_split(dsd, train_split, source), d["max_train_samples"])
+        ev = _limit(_split(dsd, eval_split, source), d["max_eval_samples"])
+        for split, ds in ((train_split, train), (eval_split, ev)):
             _check_columns(ds, ("input_features", "labels"), split, source)
-        return TaskData(train=train, eval=ev, train_collator=SpeechCollator(chunk_len=d["chunk_len"]),
-                        eval_collator=SpeechCollator(), processor=processor, variant=variant, dataset_name=name,
-                        eval_split=d["eval_split"], notes=notes)
+        _check_columns(train, ("phone_ids", "phone_starts", "phone_ends"), train_split, source)
+        if "vocab_size" not in recipe["model"]:
+            config.vocab_size = len(info.phones)  # before the model is built: the CTC head follows the data
+        if config.vocab_size != len(info.phones):
+            raise ValueError(f"model.vocab_size={config.vocab_size} but the dataset has {len(info.phones)} CTC "
+                             f"classes ({info.phones[:6]}...); leave model.vocab_size unset to take it from the data")
+        data = TaskData(train=train, eval=ev,
+                        train_collator=SpeechCollator(chunk_frames=d["chunk_len"], seed=0),
+                        eval_collator=SpeechCollator(chunk_frames=None), processor=info.feature_extractor,
+                        variant=variant, dataset_name=name, eval_split=eval_split, notes=notes)
+        data.phones = list(info.phones)
+        data.extra_files = {"phones.txt": "\n".join(info.phones) + "\n",
+                            "load_report.json": json.dumps(info.report, indent=2, default=str)}
+        return data
 
 
 TASKS = {t.name: t for t in (Cifar10Task(), HandwritingTask(), SpeechTask())}
