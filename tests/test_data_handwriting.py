@@ -128,3 +128,12 @@ def test_bad_arguments_and_missing_resources(tmp_path, monkeypatch, capsys):
         synth.find_fonts()
     with pytest.raises(FileNotFoundError, match="font file"):
         synth.find_fonts([str(tmp_path / "nofont.ttf")])
+
+
+def test_split_plan_never_leaves_a_split_empty():
+    for lines in (2, 3, 9, 10, 11, 40):
+        splits = [job.split for job in synth.plan_lines(lines, ["a", "b", "c"], 0.1, 25)]
+        assert "train" in splits and "test" in splits
+        assert splits.count("test") == max(1, lines // 10)
+    jobs = synth.plan_lines(60, ["a", "b"], 0.25, 25)
+    assert jobs[51].path == "nl/b/2/line1" and jobs[50].path == "nl/a/2/line1"  # 25 lines per page per scribe

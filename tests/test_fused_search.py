@@ -52,6 +52,12 @@ def _cases():
     base = randn(2, 48, 150)
     cases["strided_stats"] = dict(x=base.transpose(1, 2), codebook=randn(2, 33, 48), stats=True)
     cases["empty"] = dict(x=randn(2, 0, 16), codebook=randn(2, 5, 16))
+    # Two codewords 0.01 apart, 2000 from the codebook mean (centring cannot help): the fp32 expansion's
+    # rounding (~0.5) swamps their distance gap (~1e-4), so only the fp64 re-check orders them right.
+    cb = torch.cat([torch.tensor([[1000.0] + [0.0] * 7, [1000.0, 0.01] + [0.0] * 6]),
+                    -1000.0 + randn(30, 8)])[None]
+    x = cb[:, :1] + 0.004 * randn(1, 200, 8)
+    cases["recheck"] = dict(x=x, codebook=cb)
     return cases
 
 
@@ -87,7 +93,7 @@ def interpreted(tmp_path_factory):
 
 
 def _assert_matches_fp64(x, codebook, codes, distances):
-    d64 = torch.cdist(x.double(), codebook.double()).pow(2)  # (G, N, K)
+    d64 = torch.cdist(x.double(), codebook.double(), compute_mode="donot_use_mm_for_euclid_dist").pow(2)  # (G, N, K), exact
     ref_d, ref = d64.min(dim=-1)
     assert codes.dtype == torch.int64 and codes.shape == ref.shape
     assert distances.dtype == torch.float32 and distances.shape == ref.shape
@@ -106,6 +112,18 @@ def test_interpreted_kernel_matches_fp64_argmin(interpreted, name):
     cases, out = interpreted
     c, o = cases[name], out[name]
     _assert_matches_fp64(c["x"], c["codebook"], o["codes"], o["distances"])
+
+
+def test_interpreted_fp64_recheck_orders_candidates_the_expansion_cannot(interpreted):
+    cases, out = interpreted
+    x, cb = cases["recheck"]["x"], cases["recheck"]["codebook"]
+    centred = cb - cb.mean(1, keepdim=True)
+    xc = x - cb.mean(1, keepdim=True)
+    expansion = ((centred * centred).sum(-1)[:, None, :] - 2.0 * xc @ centred.transpose(1, 2)).argmin(-1)
+    ref = torch.cdist(x.double(), cb.double(), compute_mode="donot_use_mm_for_euclid_dist").argmin(-1)
+    assert (expansion != ref).any()  # the case has teeth: fp32 arithmetic alone gets some rows wrong
+    assert torch.equal(out["recheck"]["codes"], ref)
+    _assert_matches_fp64(x, cb, out["recheck"]["codes"], out["recheck"]["distances"])
 
 
 def test_interpreted_exact_ties_take_lowest_index(interpreted):

@@ -18,7 +18,7 @@ TINY_CIFAR = [
     "quantizer.num_codebooks=2", "quantizer.codebook_size=16", "quantizer.reservoir_size=64",
     "quantizer.warmup_steps=2", "quantizer.reestimate_every=2", "quantizer.reestimate_steps=2",
     "quantizer.kmeans_max_iters=5",
-    "data.batch_size=4", "data.eval_batch_size=8", "data.max_train_samples=24", "data.max_eval_samples=8",
+    "data.batch_size=4", "data.eval_batch_size=4", "data.max_train_samples=24", "data.max_eval_samples=8",
     "training.log_every=1", "training.eval_every=3", "training.save_every=2",
 ]
 
@@ -92,7 +92,7 @@ def test_quickstart_tiny_run_leaves_a_complete_folder(tiny_run, tmp_path):
     # the finished folder's weights evaluate to the reported numbers
     from vq_hf.evaluation import cli as eval_cli
 
-    assert eval_cli(["--model", str(out), "--max_samples", "8", "--batch_size", "8",
+    assert eval_cli(["--model", str(out), "--max_samples", "8", "--batch_size", "3",
                      "--output", str(tmp_path / "eval.json")]) == 0
     ev = json.loads((tmp_path / "eval.json").read_text())["metrics"]
     assert ev["reconstruction_bits_per_dim"] == pytest.approx(m["reconstruction_bits_per_dim"], rel=1e-5)

@@ -74,7 +74,6 @@ def evaluate_model(model, dataloader, task: str, accelerator=None, max_batches: 
     has_vq = getattr(cfg, "use_bottleneck", True)
     k = int(cfg.codebook_size) if has_vq else 0
     device = accelerator.device if accelerator is not None else next(model.parameters()).device
-    autocast = accelerator.autocast() if accelerator is not None else nullcontext()
 
     loss_sum, n_examples, has_loss = 0.0, 0, False
     nll_total, dims_total = 0.0, 0.0
@@ -85,7 +84,7 @@ def evaluate_model(model, dataloader, task: str, accelerator=None, max_batches: 
         if max_batches is not None and i >= max_batches:
             break
         batch = {key: v.to(device) if isinstance(v, torch.Tensor) else v for key, v in batch.items()}
-        with autocast:
+        with accelerator.autocast() if accelerator is not None else nullcontext():
             out = model(**batch)
         bsz = next(v for v in batch.values() if isinstance(v, torch.Tensor)).shape[0]
         if out.loss is not None:

@@ -226,7 +226,7 @@ class VQVAEPreTrainedModel(PreTrainedModel):
         """`PreTrainedModel.save_pretrained` (config.json + model.safetensors). With `export_remote_code=True` the
         folder also gets a flattened copy of the code and an `auto_map`, so that it loads with
         `AutoModel.from_pretrained(folder, trust_remote_code=True)` where vq_hf is not installed (see
-        :func:`export_remote_code`)."""
+        :func:`export_remote_code_files`)."""
         out = super().save_pretrained(save_directory, *args, **kwargs)
         if export_remote_code and kwargs.get("is_main_process", True):
             export_remote_code_files(save_directory)
@@ -249,8 +249,9 @@ class VQVAEPreTrainedModel(PreTrainedModel):
 
     def _init_weights(self, module: nn.Module) -> None:
         """PyTorch's default layer init, expressed with `transformers.initialization` so that loaded tensors are
-        left alone (raw in-place ops would overwrite checkpoint values). The quantizer initialises its own state in
-        its constructor, and all of it is persistent, so it is never touched here."""
+        left alone (raw in-place ops would overwrite checkpoint values). The quantizer initialises its codebook and
+        state in its constructor (seeded) and all of it is persistent, so only its BatchNorm matches a branch here,
+        with the same values as its own reset."""
         if isinstance(module, (nn.Conv1d, nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
             init.kaiming_uniform_(module.weight, a=math.sqrt(5))
             if module.bias is not None:

@@ -1,0 +1,61 @@
+"""A real `accelerate launch --cpu` run, killed with SIGKILL mid-training, resumes from its last complete checkpoint."""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from test_training_run import TINY_CIFAR, run, train_rows
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+def _accelerate_cmd() -> list[str]:
+    exe = shutil.which("accelerate")
+    if exe:
+        return [exe, "launch"]
+    return [sys.executable, "-m", "accelerate.commands.launch"]
+
+
+@pytest.mark.slow
+def test_accelerate_launch_killed_run_resumes_from_last_complete_checkpoint(tmp_path):
+    out = tmp_path / "run"
+    cmd = [*_accelerate_cmd(), "--cpu", "--num_processes", "1", "--num_machines", "1", "--mixed_precision", "no",
+           "--dynamo_backend", "no", str(REPO / "training" / "run_vq.py"), "--output_dir", str(out),
+           "--max_steps", "100000", "--report_to", "none", "--no_progress_bar", *TINY_CIFAR,
+           "training.save_every=2", "training.eval_every=null", "training.keep_last=2"]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    try:
+        deadline = time.monotonic() + 240
+        while not (out / "checkpoints" / "step_4" / "meta.json").is_file():
+            assert proc.poll() is None, proc.stdout.read().decode()[-3000:]
+            assert time.monotonic() < deadline, "no checkpoint within 240 s"
+            time.sleep(0.2)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # the launcher and its training process, mid-training
+        proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL
+
+    from vq_hf.training_utils.checkpoints import list_checkpoints
+
+    last = list_checkpoints(out)[-1][0]
+    assert last >= 4
+    target = last + 2
+    assert run(["--output_dir", out, "--max_steps", target, "--resume_from_checkpoint", "latest",
+                "--report_to", "none", "--no_progress_bar", *TINY_CIFAR, "training.save_every=2",
+                "training.eval_every=null", "training.keep_last=2"]) == 0
+    assert not any(p.name.startswith(".tmp-") for p in (out / "checkpoints").iterdir())
+    assert sorted(train_rows(out)) == list(range(1, target + 1))  # rows after the checkpoint were dropped
+    res = json.loads((out / "results.json").read_text())
+    assert res["training"]["steps"] == target
+    assert (out / "model.safetensors").is_file() and (out / "README.md").is_file()

@@ -1,0 +1,70 @@
+"""Tiny end-to-end runs of the handwriting and speech recipes on the stand-in corpus generators."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from test_training_run import REPO, run
+
+CONFIGS = REPO / "training" / "configs"
+
+TINY_SEQ = ["model.rnn_num_layers=1", "model.rnn_hidden_size=8", "model.latent_dim=16",
+            "quantizer.codebook_size=32", "quantizer.reservoir_size=64", "quantizer.kmeans_restarts=1",
+            "quantizer.kmeans_max_iters=5", "data.batch_size=4", "data.eval_batch_size=4", "training.log_every=1",
+            "--max_steps", "4", "--report_to", "none", "--no_progress_bar"]
+
+
+def test_handwriting_recipe_trains_on_the_stand_in_corpus(tmp_path):
+    out = tmp_path / "hw"
+    assert run(["--config", CONFIGS / "handwriting" / "bn_reest_cblr.yaml", "--output_dir", out, *TINY_SEQ,
+                "model.conv_channels=[8,8]", "model.conv_kernel_sizes=[[3,3],[3,3]]",
+                "model.conv_strides=[[2,2],[2,2]]", "model.rnn_projection_size=8", "model.mixer_hidden_size=8",
+                "model.pixelcnn_hidden_size=8", "model.pixelcnn_num_layers=2", "data.synth_size=16",
+                "data.chunk_len=32"]) == 0
+    res = json.loads((out / "results.json").read_text())
+    m = res["metrics"]
+    assert res["task"] == "handwriting" and "stand-in" in res["data_variant"]
+    assert 0 < m["reconstruction_bits_per_dim"] <= 2.5  # 4 gray levels: 2 bits/dim is uniform guessing
+    # Table II: uniform NELBO = BPD + log2(K) / (4 columns · 32 rows)
+    assert m["uniform_nelbo_bits_per_dim"] == pytest.approx(m["reconstruction_bits_per_dim"] + 5 / 128)
+    assert m["unigram_nelbo_bits_per_dim"] <= m["uniform_nelbo_bits_per_dim"] + 1e-9
+    from vq_hf.models import VQVAEModel
+
+    assert VQVAEModel.from_pretrained(out).config.architecture == "handwriting"
+    assert (out / "curve_reconstruction_bits_per_dim.png").is_file()
+
+
+@pytest.mark.skipif(shutil.which("festival") is None, reason="the stand-in speech corpus needs Festival")
+def test_speech_recipe_trains_with_pooled_per(tmp_path):
+    out = tmp_path / "sp"
+    assert run(["--config", CONFIGS / "speech" / "bn_reest_cblr.yaml", "--output_dir", out, *TINY_SEQ,
+                "model.conv_channels=[4,4]", "data.synth_size=12"]) == 0
+    res = json.loads((out / "results.json").read_text())
+    assert res["task"] == "speech" and res["split"] == "dev"  # WSJ's test_dev93 → the stand-in dev split
+    counts = res["evaluation_counts"]
+    assert res["metrics"]["phone_error_rate"] == pytest.approx(counts["phone_errors"] / counts["reference_phones"])
+    phones = (out / "phones.txt").read_text().split()
+    assert phones[:2] == ["<eps>", "<unk>"]
+    from vq_hf.models import VQVAEForCTC
+
+    model = VQVAEForCTC.from_pretrained(out)
+    assert model.config.vocab_size == len(phones)
+    # vq-hf eval reproduces the final PER of the run from the saved folder
+    from vq_hf.evaluation import cli as eval_cli
+
+    assert eval_cli(["--model", str(out), "--split", "dev", "--output", str(tmp_path / "e.json")]) == 0
+    ev = json.loads((tmp_path / "e.json").read_text())["metrics"]
+    assert ev["phone_error_rate"] == pytest.approx(res["metrics"]["phone_error_rate"])
+
+
+def test_speech_no_bottleneck_baseline_runs(tmp_path):
+    if shutil.which("festival") is None:
+        pytest.skip("the stand-in speech corpus needs Festival")
+    out = tmp_path / "nb"
+    assert run(["--config", CONFIGS / "speech" / "no_bottleneck.yaml", "--output_dir", out, *TINY_SEQ,
+                "model.conv_channels=[4,4]", "data.synth_size=12"]) == 0
+    res = json.loads((out / "results.json").read_text())
+    assert "phone_error_rate" in res["metrics"] and "perplexity" not in res["metrics"]
