@@ -120,3 +120,15 @@ def test_bad_inputs_are_rejected_clearly():
         model.decode_codes(torch.full((1, 8, 8, 2), 8))
     with pytest.raises(ValueError, match="num_codebooks=2"):
         model.decode_codes(torch.zeros(1, 8, 8, 3, dtype=torch.long))
+
+
+def test_image_processor_agrees_with_the_data_collator():
+    """The processor and `vq_hf.data`'s collator implement the same input contract (docs/architecture.md)."""
+    from vq_hf import VQVAEImageProcessor
+    from vq_hf.data.collators import Cifar10Collator
+
+    u8 = torch.randint(0, 256, (2, 3, 32, 32), generator=torch.Generator().manual_seed(1)).to(torch.uint8)
+    proc = VQVAEImageProcessor()(list(u8))
+    coll = Cifar10Collator()([{"pixels": img} for img in u8])
+    assert torch.equal(proc["pixel_values"], coll["pixel_values"])
+    assert torch.equal(proc["labels"], coll["labels"])

@@ -51,6 +51,7 @@ def test_round_trip_through_json(tmp_path):
         ({"architecture": "cifar10", "quantizer_type": "gumbel"}, "quantizer_type='gumbel'"),
         ({"architecture": "cifar10", "image_size": 30}, "image_size=30 must be divisible by 4"),
         ({"architecture": "cifar10", "codebook_size": 0}, "codebook_size=0"),
+        ({"architecture": "cifar10", "batch_norm": True, "use_bottleneck": False}, "batch_norm=True needs"),
         ({"architecture": "handwriting", "conv_strides": [[1, 2]]}, "conv_strides=.* must list 7"),
         ({"architecture": "handwriting", "image_size": 8}, "reduces image_size=8 to height 0"),
         ({"architecture": "handwriting", "rnn_subsample": [1, 2, 2]}, "rnn_subsample=.* must have rnn_num_layers=2"),

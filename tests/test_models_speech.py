@@ -100,3 +100,5 @@ def test_bad_inputs_are_rejected_clearly():
         model(input_features=feats, attention_mask=am.flip(1))
     with pytest.raises(ValueError, match="not `pixel_values`"):
         model.vqvae(pixel_values=torch.zeros(1, 3, 32, 32))
+    with pytest.raises(ValueError, match="use VQVAEForCTC"):
+        model.vqvae(input_features=feats, labels=labels)

@@ -25,7 +25,6 @@ def _accelerate_cmd() -> list[str]:
     return [sys.executable, "-m", "accelerate.commands.launch"]
 
 
-@pytest.mark.slow
 def test_accelerate_launch_killed_run_resumes_from_last_complete_checkpoint(tmp_path):
     out = tmp_path / "run"
     cmd = [*_accelerate_cmd(), "--cpu", "--num_processes", "1", "--num_machines", "1", "--mixed_precision", "no",
@@ -59,3 +58,20 @@ def test_accelerate_launch_killed_run_resumes_from_last_complete_checkpoint(tmp_
     res = json.loads((out / "results.json").read_text())
     assert res["training"]["steps"] == target
     assert (out / "model.safetensors").is_file() and (out / "README.md").is_file()
+
+
+@pytest.mark.slow
+def test_two_process_gloo_ddp_run_matches_the_contract(tmp_path):
+    """2-rank DDP on CPU (gloo, hf-conventions §7.3): the folder is written once, metrics cover the whole split."""
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+           str(REPO / "training" / "run_vq.py"), "--output_dir", str(out), "--max_steps", "3", "--report_to",
+           "none", "--no_progress_bar", *TINY_CIFAR, "data.max_eval_samples=7"]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "ACCELERATE_USE_CPU": "1"}
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    res = json.loads((out / "results.json").read_text())
+    assert res["training"]["num_processes"] == 2
+    # 7 examples over 2 ranks: accelerate pads the last batch; gather_for_metrics drops the duplicates
+    assert res["evaluation_counts"]["num_examples"] == 7
+    assert res["evaluation_counts"]["num_dims"] == 7 * 3072

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
 import pathlib
 
 import pytest
@@ -78,7 +79,7 @@ def test_quickstart_tiny_run_leaves_a_complete_folder(tiny_run, tmp_path):
     # 8 × 8 positions × 2 codebooks × log2(16) bits over 3072 dims
     assert m["uniform_rate_bits_per_dim"] == pytest.approx(64 * 2 * 4 / 3072)
     assert len(m["perplexity"]) == 2 and all(1 <= p <= 16 for p in m["perplexity"])
-    assert "metrics_polyak" in res and res["polyak_decay"] == 0.998
+    assert "metrics_polyak" in res and res["polyak_decay"] == 0.98  # the quickstart recipe
     assert res["evaluation_counts"]["num_examples"] == 8
 
     # the model card's model-index numbers are results.json's
@@ -190,3 +191,31 @@ def test_non_finite_loss_stops_naming_the_step(tmp_path, capsys, monkeypatch):
     assert steps == ["step_2"]
     assert not (out / "results.json").exists()
     assert json.loads((out / "run_config.json").read_text())["recipe"]["task"] == "cifar10"
+
+
+def test_bf16_autocast_and_wall_clock_budget(tmp_path):
+    """bf16 mixed precision trains an EMA quantizer; --max_minutes stops at a step boundary with a full folder."""
+    out = tmp_path / "bf16"
+    assert run(["--output_dir", out, "--max_minutes", 0.0005, "--mixed_precision", "bf16", "--report_to", "none",
+                "--no_progress_bar", *TINY_CIFAR, "schedule.max_steps=null", "quantizer.quantizer_type=ema"]) == 0
+    res = json.loads((out / "results.json").read_text())
+    assert res["training"]["stop_reason"] == "max_minutes" and res["training"]["mixed_precision"] == "bf16"
+    assert 1 <= res["training"]["steps"] < 20
+    assert math.isfinite(res["metrics"]["uniform_nelbo_bits_per_dim"])
+    from safetensors.torch import load_file
+
+    weights = load_file(out / "model.safetensors")
+    assert all(t.dtype in (torch.float32, torch.int64, torch.bool) for t in weights.values())
+
+
+def test_push_to_hub_publishes_the_finished_folder(tmp_path, monkeypatch):
+    import vq_hf.cards
+
+    calls = []
+    monkeypatch.setattr(vq_hf.cards, "publish", lambda folder, repo_id, **kw: calls.append((folder, repo_id, kw)))
+    out = tmp_path / "pub"
+    assert run(["--output_dir", out, "--max_steps", 1, "--report_to", "none", "--no_progress_bar", *TINY_CIFAR,
+                "--push_to_hub", "--hub_model_id", "someone/tiny-vqvae"]) == 0
+    (folder, repo_id, kw), = calls
+    assert pathlib.Path(folder) == out and repo_id == "someone/tiny-vqvae"
+    assert "checkpoints/*" in kw["ignore_patterns"] and "data/*" in kw["ignore_patterns"]

@@ -188,3 +188,10 @@ def test_plots_are_written_from_the_history(tmp_path):
     names = sorted(p.name for p in written)
     assert names == ["curve_norm_ratio.png", "curve_per.png", "curve_perplexity.png", "curve_training_loss.png"]
     assert all(p.stat().st_size > 1000 for p in written)
+
+
+def test_vq_hf_eval_rejects_a_folder_without_a_model(tmp_path, capsys):
+    from vq_hf.cli import main as vq_hf_main
+
+    assert vq_hf_main(["eval", "--model", str(tmp_path)]) == 2
+    assert "no config.json" in capsys.readouterr().err

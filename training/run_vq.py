@@ -47,7 +47,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="recipe YAML (training/configs/<task>/<variant>.yaml); default: the CIFAR-10 quickstart")
     p.add_argument("--output_dir", default=None,
                    help=f"run folder: checkpoints/, logs/, the finished model (default {DEFAULT_OUTPUT_DIR}, or "
-                        "runs/<task>/<recipe> for a non-default --config)")
+                        "runs/<config folder>/<config name> for another --config)")
     p.add_argument("--overwrite_output_dir", action="store_true",
                    help="delete an existing run in --output_dir instead of refusing to start")
     p.add_argument("--dataset_name", default=None,
@@ -92,11 +92,24 @@ def flag_overrides(args) -> list[str]:
     return [f"{k}={json.dumps(v)}" for k, v in pairs if v is not None]
 
 
+def holds_something(folder: pathlib.Path) -> bool:
+    """Anything but a generated stand-in corpus (data/) or an empty checkpoints/ (left by a run that failed early)."""
+    if not folder.is_dir():
+        return folder.exists()
+    for p in folder.iterdir():
+        if p.name == "data" and p.is_dir():
+            continue
+        if p.name == "checkpoints" and p.is_dir() and not any(p.iterdir()):
+            continue
+        return True
+    return False
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     # Imports after argument parsing so that --help is instant.
     from accelerate import Accelerator, DistributedDataParallelKwargs
-    from accelerate.utils import broadcast, set_seed
+    from accelerate.utils import broadcast, broadcast_object_list, set_seed
     from tqdm.auto import tqdm
 
     from vq_hf.training_utils import checkpoints as ckpt
@@ -122,15 +135,23 @@ def main(argv=None) -> int:
         return 2
     if args.output_dir is None:
         is_default = pathlib.Path(args.config).resolve() == DEFAULT_CONFIG.resolve()
-        args.output_dir = DEFAULT_OUTPUT_DIR if is_default else f"runs/{recipe['task']}/{pathlib.Path(args.config).stem}"
+        cfg_path = pathlib.Path(args.config)
+        args.output_dir = DEFAULT_OUTPUT_DIR if is_default else f"runs/{cfg_path.parent.name}/{cfg_path.stem}"
     out_dir = pathlib.Path(args.output_dir)
     run_identity = identity(recipe)
+    try:  # recorded in results.json and the card: repository-relative when it is one of ours
+        config_name = str(pathlib.Path(args.config).resolve().relative_to(HERE.parent))
+    except ValueError:
+        config_name = str(args.config)
 
     accelerator = Accelerator(
         mixed_precision=tcfg["mixed_precision"],
         gradient_accumulation_steps=tcfg["gradient_accumulation_steps"],
         # The quantizer all-reduces its own statistics; DDP must not overwrite rank buffers with rank 0's.
-        kwargs_handlers=[DistributedDataParallelKwargs(broadcast_buffers=False)],
+        # During the warm-up pass-through the codebook gets no gradient: DDP must tolerate unused parameters.
+        kwargs_handlers=[DistributedDataParallelKwargs(
+            broadcast_buffers=False,
+            find_unused_parameters=bool(model_config.use_bottleneck and model_config.warmup_steps > 0))],
     )
     main_proc = accelerator.is_main_process
 
@@ -139,7 +160,7 @@ def main(argv=None) -> int:
             print(f"run_vq.py: {msg}", file=sys.stderr)
         return code
 
-    resume_path = None
+    resume_path, error = None, None
     try:
         if args.resume_from_checkpoint:
             resume_path = ckpt.resolve_checkpoint(args.resume_from_checkpoint, out_dir)
@@ -149,7 +170,7 @@ def main(argv=None) -> int:
                 raise ckpt.CheckpointError(
                     f"--resume_from_checkpoint {resume_path}: the checkpoint belongs to a different run "
                     f"configuration ({'; '.join(diff[:8])})")
-        elif main_proc and out_dir.exists() and any(out_dir.iterdir()):
+        elif main_proc and holds_something(out_dir):
             if not args.overwrite_output_dir:
                 what = "a run" if (out_dir / "run_config.json").exists() else "files"
                 raise FileExistsError(
@@ -158,19 +179,30 @@ def main(argv=None) -> int:
             shutil.rmtree(out_dir)
         if main_proc:
             ckpt.check_writable(out_dir)
-            ckpt.check_writable(out_dir / "checkpoints")
             for p in ckpt.clean_partial(out_dir):
                 print(f"removed an incomplete checkpoint left by an interrupted run: {p}")
     except (ckpt.CheckpointError, FileExistsError, PermissionError) as e:
-        return fail(str(e))
-    accelerator.wait_for_everyone()
+        error = str(e)
+    # Only the main process inspects the folder: every rank must learn its verdict (or DDP would hang).
+    verdict = [error]
+    broadcast_object_list(verdict)
+    if verdict[0] is not None:
+        return fail(verdict[0])
 
     # ------------------------------------------------------------------ data and model
     set_seed(tcfg["seed"])
-    try:
-        data = task.build_data(recipe, model_config, cache_dir=out_dir / "data")
-    except (ValueError, FileNotFoundError, ConnectionError, KeyError) as e:
-        return fail(f"data: {e}")
+    data, error = None, None
+    # The main process loads (and caches, or generates a stand-in corpus) first; the others then reuse it.
+    with accelerator.main_process_first():
+        try:
+            data = task.build_data(recipe, model_config, cache_dir=out_dir / "data")
+        except (ValueError, FileNotFoundError, ConnectionError, KeyError, OSError) as e:
+            error = f"data: {e}"
+    failed = torch.tensor([0.0 if error is None else 1.0], device=accelerator.device)
+    if accelerator.num_processes > 1:
+        failed = accelerator.reduce(failed, "sum")
+    if failed.item():
+        return fail(error or "data: loading failed on another process")
     model = task.build_model(model_config)
     if main_proc:
         n_params = sum(p.numel() for p in model.parameters())
@@ -220,7 +252,7 @@ def main(argv=None) -> int:
                   f"dropped {dropped} history rows written after it")
     elif main_proc:
         (out_dir / "run_config.json").write_text(json.dumps(
-            {"recipe": recipe, "config_file": str(args.config), "identity": run_identity,
+            {"recipe": recipe, "config_file": config_name, "identity": run_identity,
              "fingerprint": fingerprint(run_identity), "argv": list(sys.argv if argv is None else argv)},
             indent=2))
     tb = TensorBoard(out_dir / "logs" / "tensorboard", enabled=main_proc and args.report_to == "tensorboard")
@@ -336,9 +368,10 @@ def main(argv=None) -> int:
                 if sched["name"] == "multistep" and sched["unit"] == "steps":
                     scheduler.step()
                 if step % tcfg["log_every"] == 0 or step == 1:
-                    row = {"loss": running["loss"] / max(running["n"], 1),
-                           "lr": optimizer.param_groups[0]["lr"], "skipped_step": skipped,
-                           **task.train_scalars(out)}
+                    lrs = {g.get("name", str(i)): g["lr"] for i, g in enumerate(optimizer.param_groups)}
+                    row = {"loss": running["loss"] / max(running["n"], 1), "lr": lrs.get("default"),
+                           "codebook_lr": next((v for k, v in lrs.items() if k.startswith("codebook")), None),
+                           "skipped_step": skipped, **task.train_scalars(out)}
                     history.append({"kind": "train", "step": step, "epoch": epoch, **row})
                     tb.scalars("train", row, step)
                     pplx = row.get("perplexity")
@@ -391,7 +424,7 @@ def main(argv=None) -> int:
                 (out_dir / "polyak" / name).write_text(text)
         (out_dir / "training_config.json").write_text(json.dumps(recipe, indent=2))
         results = task.results(
-            recipe=recipe, config_file=str(args.config), final=final, data=data, model_config=model_config,
+            recipe=recipe, config_file=config_name, final=final, data=data, model_config=model_config,
             training={"steps": step, "epochs_completed": epoch, "stop_reason": stop_reason,
                       "wall_time_s": round(train_seconds, 1), "hardware": tasks.hardware(accelerator),
                       "num_processes": accelerator.num_processes, "mixed_precision": tcfg["mixed_precision"],

@@ -1,7 +1,11 @@
 """The VQ-VAE model family as transformers classes; importing this package registers the Auto classes.
 
 After `import vq_hf`, `AutoConfig`, `AutoModel`, `AutoModelForCTC`, `AutoImageProcessor` and `AutoFeatureExtractor`
-load saved folders without `trust_remote_code`.
+load saved folders without `trust_remote_code`. Where vq_hf is not installed, save with
+`model.save_pretrained(folder, export_remote_code=True)`: the folder then carries a flattened copy of the code
+(transformers' remote code may only import sibling files) and an `auto_map`, and loads with
+`trust_remote_code=True`. `register_for_auto_class` is not used: it copies only the class's own file and its
+same-folder imports, and the models import the quantizer from the sibling package `vq_hf.quantization`.
 
 Two image processors share the model type: `VQVAEImageProcessor` (CIFAR-10) and `VQVAELineImageProcessor`
 (handwriting lines). `AutoImageProcessor` picks a class by the `image_processor_type` written in
@@ -32,6 +36,7 @@ from .modeling_vqvae import (
     VQVAEOutput,
     VQVAEPreTrainedModel,
     ctc_greedy_decode,
+    export_remote_code_files,
 )
 
 
@@ -65,4 +70,5 @@ __all__ = [
     "VQVAELineImageProcessor",
     "VQVAEFeatureExtractor",
     "ctc_greedy_decode",
+    "export_remote_code_files",
 ]

@@ -298,6 +298,8 @@ class VQVAEConfig(PretrainedConfig):
                 err(f"num_residual_layers={self.num_residual_layers!r} must be a non-negative integer")
             if self.image_size % 4:
                 err(f"image_size={self.image_size} must be divisible by 4 (two stride-2 convolutions)")
+            if self.batch_norm and not self.use_bottleneck:
+                err("batch_norm=True needs use_bottleneck=True: the CIFAR model's BN is the quantizer's own")
             return
 
         # sequence models: the DeepSpeech2 stack

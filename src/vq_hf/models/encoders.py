@@ -32,7 +32,7 @@ def conv_output_lengths(lengths: torch.Tensor, kernel: int, stride: int, padding
 
 
 class ResidualBlock(nn.Module):
-    """ReLU → Conv3×3 → BN → ReLU → Conv1×1 → BN, plus identity (no ReLU after the sum; reference ``Residual``)."""
+    """ReLU → Conv3×3 → BN → ReLU → Conv1×1 → BN, plus identity; no ReLU after the sum (reference `Residual`)."""
 
     def __init__(self, channels: int):
         super().__init__()

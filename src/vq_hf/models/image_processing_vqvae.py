@@ -139,7 +139,8 @@ class VQVAEImageProcessor(BaseImageProcessor):
             values = values[None]
         if values.ndim != 4 or values.shape[1] != self.num_channels:
             raise ValueError(
-                f"VQVAEImageProcessor.postprocess: values of shape {values.shape}; expected (B, {self.num_channels}, H, W)"
+                f"VQVAEImageProcessor.postprocess: values of shape {values.shape}; "
+                f"expected (B, {self.num_channels}, H, W)"
             )
         if np.issubdtype(values.dtype, np.floating):
             values = np.rint((values + self.offset) * 255.0)

@@ -449,7 +449,9 @@ class VQVAEModel(VQVAEPreTrainedModel):
             return self.encoder(x), None, None
         if self.architecture == "handwriting":
             if input_features is not None:
-                raise ValueError("architecture 'handwriting' takes `pixel_values` and `pixel_mask`, not `input_features`")
+                raise ValueError(
+                    "architecture 'handwriting' takes `pixel_values` and `pixel_mask`, not `input_features`"
+                )
             h, c = cfg.image_size, cfg.num_channels
             x = _float_input("pixel_values", pixel_values, 4, f"(batch, {c}, {h}, width)")
             if x.shape[1] != c or x.shape[2] != h:
@@ -458,7 +460,9 @@ class VQVAEModel(VQVAEPreTrainedModel):
             feats, lat_lengths = self.encoder(x.transpose(2, 3), lengths)  # (B, C, W, H): time first
         else:
             if pixel_values is not None:
-                raise ValueError("architecture 'speech' takes `input_features` and `attention_mask`, not `pixel_values`")
+                raise ValueError(
+                    "architecture 'speech' takes `input_features` and `attention_mask`, not `pixel_values`"
+                )
             f = cfg.input_feature_size
             x = _float_input("input_features", input_features, 3, f"(batch, frames, {f})")
             if x.shape[2] != f:
@@ -513,7 +517,9 @@ class VQVAEModel(VQVAEPreTrainedModel):
     @staticmethod
     def _check_labels(labels: torch.Tensor, shape, levels: int) -> torch.Tensor:
         if tuple(labels.shape) != tuple(shape):
-            raise ValueError(f"`labels` must have the shape of `pixel_values` {tuple(shape)}, got {tuple(labels.shape)}")
+            raise ValueError(
+                f"`labels` must have the shape of `pixel_values` {tuple(shape)}, got {tuple(labels.shape)}"
+            )
         if labels.is_floating_point():
             raise ValueError(f"`labels` must be integer levels in [0, {levels}), got dtype {labels.dtype}")
         if bool(((labels < 0) | (labels >= levels)).any()):
@@ -525,9 +531,8 @@ class VQVAEModel(VQVAEPreTrainedModel):
     @staticmethod
     def _nll(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Per-dimension NLL in nats, fp32: logits `(..., L)`, targets `(...)` → `(...)`."""
-        return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1), reduction="none").view(
-            targets.shape
-        )
+        flat = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1), reduction="none")
+        return flat.view(targets.shape)
 
     def _vq_fields(self, vq) -> dict:
         if vq is None:
@@ -560,8 +565,8 @@ class VQVAEModel(VQVAEPreTrainedModel):
         Args:
             pixel_values: CIFAR `(B, 3, 32, 32)` = uint8 / 255 − 0.5; handwriting `(B, 1, 32, W)` gray in [0, 1].
             labels: CIFAR uint8 values `(B, 3, 32, 32)` int64 (derived by rounding when absent); handwriting gray
-                levels `(B, 1, 32, W)` in [0, num_gray_levels) (derived as ⌊L·x⌋ when absent). Ignored by speech
-                (use :class:`VQVAEForCTC`).
+                levels `(B, 1, 32, W)` in [0, num_gray_levels) (derived as ⌊L·x⌋ when absent). Rejected by the
+                speech base model (use :class:`VQVAEForCTC`).
             pixel_mask: handwriting `(B, W)` bool, True on real columns (all real when absent).
             input_features: speech `(B, T, 243)`; attention_mask: speech `(B, T)`.
         """
@@ -583,6 +588,8 @@ class VQVAEModel(VQVAEPreTrainedModel):
         )
 
         if self.architecture == "speech":
+            if labels is not None:
+                raise ValueError("the speech base model has no head for `labels`; use VQVAEForCTC for phone targets")
             out = VQVAEOutput(**fields)
             return out if return_dict else out.to_tuple()
 
@@ -767,7 +774,9 @@ class VQVAEForCTC(VQVAEPreTrainedModel):
     def _ctc_loss(self, logits: torch.Tensor, lengths: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         cfg = self.config
         if labels.dim() != 2 or labels.shape[0] != logits.shape[0] or labels.is_floating_point():
-            raise ValueError(f"`labels` must be an int tensor (batch, max_label_length), got {tuple(labels.shape)} {labels.dtype}")
+            raise ValueError(
+                f"`labels` must be an int tensor (batch, max_label_length), got {tuple(labels.shape)} {labels.dtype}"
+            )
         real = labels != -100
         if bool((real & ((labels < 0) | (labels >= cfg.vocab_size))).any()):
             raise ValueError(f"`labels` must be phone ids in [0, {cfg.vocab_size}) or -100 (padding)")
@@ -793,7 +802,9 @@ class VQVAEForCTC(VQVAEPreTrainedModel):
         return self.vqvae.encode(input_features=input_features, attention_mask=attention_mask)
 
     @torch.no_grad()
-    def decode_codes(self, codes: torch.Tensor | VQVAEEncoderOutput, mask: torch.Tensor | None = None) -> VQVAEDecoderOutput:
+    def decode_codes(
+        self, codes: torch.Tensor | VQVAEEncoderOutput, mask: torch.Tensor | None = None
+    ) -> VQVAEDecoderOutput:
         """CTC logits from codes alone: `logits` `(B, T', vocab_size)`, equal to the eval-mode forward pass."""
         out = self.vqvae.decode_codes(codes, mask=mask)
         return VQVAEDecoderOutput(logits=self.ctc_head(out.quantized), quantized=out.quantized)

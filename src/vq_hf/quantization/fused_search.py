@@ -22,7 +22,7 @@ Precision policy (why the kernel agrees with an fp64 argmin):
    ``torch.argmin``. The returned distance is that fp64 value rounded to fp32.
 
 So the result equals the fp64 argmin unless three codewords are within the candidate-search error of each
-other (a relative gap around 1e-6 of ‖x_c‖·‖e_c‖ for tf32x3 / ieee).
+other (score differences below roughly 1e-6·‖x_c‖·‖e_c‖ for tf32x3 / ieee).
 
 The optional epilogue of :func:`fused_quantize` also writes the chosen codewords (the gather) and adds each
 vector into per-code count / sum accumulators (the EMA statistics of eq. 4) with atomics, reading ``x``
@@ -32,10 +32,16 @@ summation order, and so their last bits, run-dependent (as ``torch.index_add_`` 
 With ``TRITON_INTERPRET=1`` set before Triton is first imported, the same kernel runs on CPU tensors through
 Triton's interpreter (numpy, fp32 products whatever ``precision`` says): slow, meant for tests of the kernel
 logic on machines without a GPU (tests/test_fused_search.py runs it in a subprocess for that reason).
+
+A tile configuration that fails to compile on some GPU / Triton pair (e.g. too much shared memory) makes
+:func:`fused_nearest_codes` warn once and serve those shapes with search.py's torch path; the environment
+variable ``VQ_HF_DISABLE_FUSED=1`` turns the kernel off entirely. ``benchmarks/compile_fused_kernel.py``
+compiles every configuration ahead of time for a given architecture without a GPU.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings
 from dataclasses import dataclass
@@ -77,7 +83,8 @@ def is_available(x: torch.Tensor) -> bool:
     Setting the environment variable ``VQ_HF_DISABLE_FUSED=1`` answers False everywhere (A/B timing, or to
     rule the kernel out when debugging).
     """
-    return bool(x.is_cuda and triton_importable() and not os.environ.get("VQ_HF_DISABLE_FUSED"))
+    disabled = os.environ.get("VQ_HF_DISABLE_FUSED", "0").strip().lower() not in ("", "0", "false", "no")
+    return bool(x.is_cuda and triton_importable() and not disabled)
 
 
 @dataclass
@@ -339,18 +346,20 @@ def fused_quantize(
     grid = (triton.cdiv(n, config["BLOCK_N"]), g)
     # Unused output pointers still need a tensor of the right device; the kernel never touches them.
     dummy = distances
-    _JIT_KERNEL[grid](
-        x, codebook, centred, sq_norms, center,
-        codes, distances,
-        quantized if return_quantized else dummy,
-        counts if stats else dummy,
-        sums if stats else dummy,
-        n, k, d,
-        x.stride(0), x.stride(1), x.stride(2),
-        codebook.stride(0), codebook.stride(1), codebook.stride(2),
-        PRECISION=precision, WRITE_QUANT=return_quantized, STATS=stats,
-        **config,
-    )
+    # Triton launches on the current CUDA device and stream: make that x's device.
+    with torch.cuda.device(x.device) if on_cuda else contextlib.nullcontext():
+        _JIT_KERNEL[grid](
+            x, codebook, centred, sq_norms, center,
+            codes, distances,
+            quantized if return_quantized else dummy,
+            counts if stats else dummy,
+            sums if stats else dummy,
+            n, k, d,
+            x.stride(0), x.stride(1), x.stride(2),
+            codebook.stride(0), codebook.stride(1), codebook.stride(2),
+            PRECISION=precision, WRITE_QUANT=return_quantized, STATS=stats,
+            **config,
+        )
     return FusedSearchOutput(codes, distances, quantized, counts, sums)
 
 

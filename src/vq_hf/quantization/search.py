@@ -15,6 +15,10 @@ import torch
 __all__ = ["nearest_codes", "DEFAULT_SEARCH_MEMORY_MB"]
 
 DEFAULT_SEARCH_MEMORY_MB = 256
+# On CPU a distance block that stays in cache is faster than one big GEMM + argmin pass over memory
+# (benchmarks/README.md: 1.5x faster and 13x less peak memory for N=8192, K=4096 with 2 MiB blocks), so the
+# budget there is capped at this size; ``memory_mb`` stays an upper bound everywhere.
+CPU_SEARCH_BLOCK_MB = 2
 
 _FUSED = None  # False after a failed import, the module after a successful one
 _FUSED_TRIED = False
@@ -79,7 +83,8 @@ def nearest_codes(
             return codes, dists
         cb_t = codebook.transpose(1, 2)  # (G, D, K)
         cb_sq = (codebook * codebook).sum(-1).unsqueeze(1)  # (G, 1, K)
-        rows = max(1, int(memory_mb * 2**20) // (4 * G * K))
+        budget = memory_mb if x.is_cuda else min(memory_mb, CPU_SEARCH_BLOCK_MB)
+        rows = max(1, int(budget * 2**20) // (4 * G * K))
         for start in range(0, N, rows):
             xc = x[:, start : start + rows]
             # ‖c‖² − 2 x·c, then argmin; ‖x‖² is added to the minimum only.

@@ -274,8 +274,12 @@ def validate_open_section(recipe: dict, section: str, known: dict[str, Any], sou
             raise ConfigError(f"{source}: {section}.{k}: expected a list, got {v!r}")
 
 
-# Sections whose change makes a checkpoint meaningless to resume (budgets and cadence may change freely).
-IDENTITY_KEYS = ("task", "model", "quantizer", "optimizer", ("data", "dataset_name"), ("data", "dataset_config"),
+# What a checkpoint can only resume unchanged: state shapes (model, quantizer, optimizer groups, Polyak), the
+# optimizer state's meaning and the data order. Budgets, evaluation / checkpoint cadence, gradient clipping
+# (optimizer.max_grad_norm / skip_step_norm) and mixed precision may change on resume.
+IDENTITY_KEYS = ("task", "model", "quantizer", ("optimizer", "name"), ("optimizer", "learning_rate"),
+                 ("optimizer", "betas"), ("optimizer", "eps"), ("optimizer", "weight_decay"),
+                 ("data", "dataset_name"), ("data", "dataset_config"),
                  ("data", "train_split"), ("data", "batch_size"), ("data", "chunk_len"),
                  ("data", "max_train_samples"), ("training", "seed"), ("training", "gradient_accumulation_steps"),
                  ("training", "polyak_decay"), ("schedule", "name"), ("schedule", "milestones"),

@@ -13,8 +13,8 @@ class NonFiniteLossError(RuntimeError):
         self.step = step
         self.value = value
         self.last_checkpoint = last_checkpoint
-        where = (f"the last good checkpoint is {last_checkpoint} (resume with --resume_from_checkpoint "
-                 f"{last_checkpoint}, e.g. with a lower optimizer.learning_rate or optimizer.max_grad_norm set)"
-                 if last_checkpoint else "no checkpoint was written before it")
+        where = (f"the last good checkpoint is {last_checkpoint} (resume it with --resume_from_checkpoint "
+                 f"{last_checkpoint} and e.g. optimizer.max_grad_norm set, or start over with a lower "
+                 f"optimizer.learning_rate)" if last_checkpoint else "no checkpoint was written before it")
         super().__init__(f"non-finite training loss ({value}) at optimizer step {step}; training stopped, "
                          f"nothing was saved after it; {where}")

@@ -348,7 +348,8 @@ def hardware(accelerator) -> str:
     n = accelerator.num_processes
     if accelerator.device.type == "cuda":
         return f"{n}x {torch.cuda.get_device_name(accelerator.device)}"
-    return f"{n} process(es) on a {os.cpu_count()}-core CPU"
+    cpu = f"{os.cpu_count()}-core CPU"
+    return cpu if n == 1 else f"{n} processes on a {cpu}"
 
 
 def write_model_card(folder: pathlib.Path) -> pathlib.Path:
