@@ -8,14 +8,6 @@ import torch
 from vq_hf import VQVAEConfig, VQVAEModel
 
 
-@pytest.fixture(autouse=True)
-def _single_thread():
-    """Tiny models gain nothing from intra-op threads, and on a shared CPU thread hand-offs dominate (a BatchNorm
-    over 32 k values took 45 ms with 2 threads vs 0.1 ms with 1)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def tiny(**kw):

@@ -20,14 +20,6 @@ from vq_hf import (
 )
 
 
-@pytest.fixture(autouse=True)
-def _single_thread():
-    """Tiny models gain nothing from intra-op threads, and on a shared CPU thread hand-offs dominate (a BatchNorm
-    over 32 k values took 45 ms with 2 threads vs 0.1 ms with 1)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 CIFAR = dict(architecture="cifar10", hidden_size=8, num_residual_layers=1, num_codebooks=2, codebook_size=8,
              latent_dim=8)

@@ -11,13 +11,6 @@ from vq_hf.quantization import Reservoir, ReestimationSchedule, kmeans, set_upda
 from vq_hf.quantization.kmeans import _lloyd
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Many tiny kernels: on a shared 2-core box a second intra-op thread only adds spin-waiting.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 # ----------------------------------------------------------------------------- reservoir

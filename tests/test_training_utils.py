@@ -195,3 +195,17 @@ def test_vq_hf_eval_rejects_a_folder_without_a_model(tmp_path, capsys):
 
     assert vq_hf_main(["eval", "--model", str(tmp_path)]) == 2
     assert "no config.json" in capsys.readouterr().err
+
+
+def test_speech_chunks_do_not_depend_on_earlier_batches():
+    """SpeechCollator's random 64-frame chunks are re-seeded per batch, so a resumed run crops identically."""
+    from vq_hf.data import SpeechCollator
+
+    items = [{"input_features": torch.randn(100 + 7 * i, 243), "phone_ids": [2, 3, 4], "phone_starts": [0, 40, 80],
+              "phone_ends": [40, 80, 100 + 7 * i], "__index__": i} for i in range(4)]
+    s = EpochSampler(4, seed=0)
+    coll = SeededCollate(SpeechCollator(chunk_frames=16, seed=0), seed=0, sampler=s)
+    first = coll([dict(it) for it in items[:2]])["input_features"]
+    coll([dict(it) for it in items[2:]])  # another batch in between (or the prefetched one)
+    again = coll([dict(it) for it in items[:2]])["input_features"]
+    assert torch.equal(first, again)

@@ -20,7 +20,6 @@ import argparse
 import datetime
 import json
 import math
-import os
 import pathlib
 import shutil
 import sys
@@ -115,6 +114,7 @@ def main(argv=None) -> int:
     from vq_hf.training_utils import checkpoints as ckpt
     from vq_hf.training_utils import tasks
     from vq_hf.training_utils.config import ConfigError, fingerprint, identity, identity_diff, load_recipe
+    from vq_hf.training_utils.data_order import EpochSampler
     from vq_hf.training_utils.guard import NonFiniteLossError
     from vq_hf.training_utils.plots import plot_history
     from vq_hf.training_utils.polyak import PolyakAverage
@@ -218,7 +218,7 @@ def main(argv=None) -> int:
                         weight_decay=ocfg["weight_decay"])
     scheduler = tasks.build_scheduler(optimizer, sched)
 
-    train_sampler = tasks.EpochSampler(len(data.train), seed=tcfg["seed"])
+    train_sampler = EpochSampler(len(data.train), seed=tcfg["seed"])
     train_set, train_collate = tasks.seeded_loader_inputs(data, tcfg["seed"], train_sampler)
     train_dl = torch.utils.data.DataLoader(train_set, batch_size=dcfg["batch_size"], sampler=train_sampler,
                                            collate_fn=train_collate, drop_last=True,
@@ -379,7 +379,8 @@ def main(argv=None) -> int:
                                     pplx=f"{sum(pplx):.1f}" if isinstance(pplx, list) else pplx)
                     running = {"loss": 0.0, "n": 0}
                 end_of_epoch = batches_done == len(train_dl)
-                if (tcfg["eval_every"] and step % tcfg["eval_every"] == 0) or (tcfg["eval_each_epoch"] and end_of_epoch):
+                if ((tcfg["eval_every"] and step % tcfg["eval_every"] == 0)
+                        or (tcfg["eval_each_epoch"] and end_of_epoch)):
                     periodic_eval()
                 stop_reason = out_of_budget()
                 if step % tcfg["save_every"] == 0 or stop_reason:

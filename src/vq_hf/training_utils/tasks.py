@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-import io
-import math
 import pathlib
 from dataclasses import dataclass
 from typing import Any
@@ -18,7 +16,7 @@ from typing import Any
 import torch
 
 from .config import ConfigError, validate_open_section
-from .data_order import EpochSampler, IndexedDataset, SeededCollate  # noqa: F401 (EpochSampler re-exported)
+from .data_order import IndexedDataset, SeededCollate
 
 # VQVAEConfig fields that belong to the quantizer section (the VectorQuantizer options).
 QUANTIZER_KEYS = (
