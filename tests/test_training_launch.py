@@ -63,8 +63,13 @@ def test_accelerate_launch_killed_run_resumes_from_last_complete_checkpoint(tmp_
 @pytest.mark.slow
 def test_two_process_gloo_ddp_run_matches_the_contract(tmp_path):
     """2-rank DDP on CPU (gloo, hf-conventions §7.3): the folder is written once, metrics cover the whole split."""
+    import socket
+
+    with socket.socket() as sock:  # a free port: other test sessions may run DDP at the same time
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
     out = tmp_path / "ddp"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port),
            str(REPO / "training" / "run_vq.py"), "--output_dir", str(out), "--max_steps", "3", "--report_to",
            "none", "--no_progress_bar", *TINY_CIFAR, "data.max_eval_samples=7"]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "ACCELERATE_USE_CPU": "1"}

@@ -182,6 +182,8 @@ def test_plots_are_written_from_the_history(tmp_path):
     for step in (2, 4):
         for w in ("raw", "polyak"):
             h.append({"kind": "eval", "step": step, "weights": w, "per": 0.5, "perplexity": [2.0, 3.0]})
+    with h.path.open("a") as f:
+        f.write('{"kind": "train", "step": 5, "lo')  # a row torn by SIGKILL
     assert h.truncate_after(2) == 4
     assert max(r["step"] for r in h.read()) == 2
     written = plot_history(h.read(), tmp_path, "per")

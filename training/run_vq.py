@@ -40,10 +40,10 @@ def parse_args(argv=None) -> argparse.Namespace:
             "section.key=value (YAML values), e.g. optimizer.learning_rate=1e-3 quantizer.codebook_size=512. "
             "Sections: task, description, model, quantizer, optimizer, schedule, data, training (docs/training.md)."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--config", default=str(DEFAULT_CONFIG),
-                   help="recipe YAML (training/configs/<task>/<variant>.yaml); default: the CIFAR-10 quickstart")
+                   help="recipe YAML (training/configs/<task>/<variant>.yaml); default: training/configs/quickstart.yaml, "
+                        "the CIFAR-10 quickstart on the embedded sample")
     p.add_argument("--output_dir", default=None,
                    help=f"run folder: checkpoints/, logs/, the finished model (default {DEFAULT_OUTPUT_DIR}, or "
                         "runs/<config folder>/<config name> for another --config)")
@@ -52,7 +52,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--dataset_name", default=None,
                    help="= data.dataset_name: hub id or local folder (CIFAR-10 parquet, ScribbleLens zip/folder, "
                         "Kaldi data dir); unset = the recipe's, null there = the offline default of the task")
-    p.add_argument("--max_steps", type=int, default=None, help="= schedule.max_steps: optimizer steps to train")
+    p.add_argument("--max_steps", type=int, default=None,
+                   help="= schedule.max_steps: optimizer steps to train. Flags left unset keep the recipe's value")
     p.add_argument("--max_epochs", type=int, default=None, help="= schedule.max_epochs: passes over the train split")
     p.add_argument("--max_minutes", type=float, default=None,
                    help="= schedule.max_minutes: wall-clock training budget, counted over resumed segments too")
@@ -67,7 +68,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--eval_every", type=int, default=None, help="= training.eval_every (optimizer steps)")
     p.add_argument("--save_every", type=int, default=None, help="= training.save_every (optimizer steps)")
     p.add_argument("--report_to", choices=("tensorboard", "none"), default="tensorboard",
-                   help="tensorboard writes <output_dir>/logs/tensorboard; the JSON-lines history is always kept")
+                   help="tensorboard (default) writes <output_dir>/logs/tensorboard; the JSON-lines history "
+                        "<output_dir>/logs/history.jsonl is always kept")
     p.add_argument("--no_progress_bar", action="store_true", help="disable the tqdm progress bar")
     p.add_argument("--push_to_hub", action="store_true",
                    help="upload the finished folder with vq_hf.cards.publish (needs network and a token)")
@@ -424,6 +426,8 @@ def main(argv=None) -> int:
             if polyak is not None:
                 (out_dir / "polyak" / name).write_text(text)
         (out_dir / "training_config.json").write_text(json.dumps(recipe, indent=2))
+        if polyak is not None:  # `vq-hf eval --model <out>/polyak` finds the run's data settings too
+            shutil.copy(out_dir / "training_config.json", out_dir / "polyak" / "training_config.json")
         results = task.results(
             recipe=recipe, config_file=config_name, final=final, data=data, model_config=model_config,
             training={"steps": step, "epochs_completed": epoch, "stop_reason": stop_reason,

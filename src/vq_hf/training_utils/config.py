@@ -88,7 +88,6 @@ SCHEMA: dict[str, dict[str, Key]] = {
     "data": {
         "dataset_name": Key((str,), None, nullable=True,
                             help="hub id or local folder; null = the offline default of the task"),
-        "dataset_config": Key((str,), None, nullable=True),
         "train_split": Key((str,), "train"),
         "eval_split": Key((str,), "test"),
         "batch_size": Key((int,), 32, check=_pos, check_text="> 0"),
@@ -279,7 +278,7 @@ def validate_open_section(recipe: dict, section: str, known: dict[str, Any], sou
 # (optimizer.max_grad_norm / skip_step_norm) and mixed precision may change on resume.
 IDENTITY_KEYS = ("task", "model", "quantizer", ("optimizer", "name"), ("optimizer", "learning_rate"),
                  ("optimizer", "betas"), ("optimizer", "eps"), ("optimizer", "weight_decay"),
-                 ("data", "dataset_name"), ("data", "dataset_config"),
+                 ("data", "dataset_name"),
                  ("data", "train_split"), ("data", "batch_size"), ("data", "chunk_len"),
                  ("data", "max_train_samples"), ("training", "seed"), ("training", "gradient_accumulation_steps"),
                  ("training", "polyak_decay"), ("schedule", "name"), ("schedule", "milestones"),

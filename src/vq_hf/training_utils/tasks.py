@@ -199,6 +199,9 @@ class Cifar10Task(Task):
         from vq_hf.models import VQVAEImageProcessor
 
         d = recipe["data"]
+        if d["chunk_len"] is not None:
+            raise ValueError(f"data.chunk_len={d['chunk_len']}: training crops apply to handwriting and speech, "
+                             "not to CIFAR-10 images; remove it")
         source = d["dataset_name"] or "embedded"
         dsd = load_cifar10(source, splits=None)
         train = _limit(_split(dsd, d["train_split"], source), d["max_train_samples"])

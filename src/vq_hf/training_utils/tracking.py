@@ -47,9 +47,21 @@ class History:
             f.write(json.dumps({k: _clean(v) for k, v in row.items()}) + "\n")
 
     def read(self) -> list[dict]:
+        """All rows. A torn last line (the process was killed while appending) is dropped; any other
+        unreadable line is an error naming the file and line."""
         if not self.path.is_file():
             return []
-        return [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
+        lines = [(i + 1, line) for i, line in enumerate(self.path.read_text().splitlines()) if line.strip()]
+        rows = []
+        for k, (lineno, line) in enumerate(lines):
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as e:
+                if k == len(lines) - 1:
+                    print(f"{self.path}:{lineno}: dropped a torn last history row (interrupted write)")
+                    break
+                raise ValueError(f"{self.path}:{lineno}: unreadable history row ({e})") from None
+        return rows
 
 
 class TensorBoard:
