@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import torch
 
@@ -62,11 +64,26 @@ class SpeechCollator:
         self.return_lengths = return_lengths
         self._generator: torch.Generator | None = None
         self._generator_key: int | None = None
+        self._exact_seed = False
+
+    def with_seed(self, seed: int) -> "SpeechCollator":
+        """A copy whose chunk offsets come from ``seed`` alone, in any DataLoader worker.
+
+        Trainers that need exact resume derive one seed per batch (e.g. from the run seed, the epoch and the
+        batch's example indices) and collate with ``collator.with_seed(seed)``: the crops then do not depend
+        on which worker, or which process after a restart, collates the batch.
+        """
+        twin = copy.copy(self)
+        twin.seed = int(seed)
+        twin._generator = None
+        twin._generator_key = None
+        twin._exact_seed = True
+        return twin
 
     def _rng(self) -> torch.Generator | None:
         if self.seed is None:
             return None
-        info = torch.utils.data.get_worker_info()
+        info = None if self._exact_seed else torch.utils.data.get_worker_info()
         key = -1 if info is None else int(info.seed)
         if self._generator is None or self._generator_key != key:
             self._generator = torch.Generator()

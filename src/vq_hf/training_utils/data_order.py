@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import zlib
 
@@ -67,8 +66,8 @@ class SeededCollate:
         self.sampler = sampler
         self.is_dataclass = dataclasses.is_dataclass(collator) and any(
             f.name == "seed" for f in dataclasses.fields(collator))
-        # other collators with a `seed` attribute and a lazily created generator (SpeechCollator)
-        self.seedable = self.is_dataclass or getattr(collator, "seed", None) is not None
+        # other collators offer `with_seed(seed)` (SpeechCollator)
+        self.seedable = self.is_dataclass or callable(getattr(collator, "with_seed", None))
 
     def __call__(self, examples):
         indices = [e.pop("__index__") for e in examples] if examples and "__index__" in examples[0] else []
@@ -80,8 +79,5 @@ class SeededCollate:
             if self.is_dataclass:
                 collator = dataclasses.replace(self.collator, seed=seed)
             else:
-                collator = copy.copy(self.collator)
-                collator.seed = seed
-                if hasattr(collator, "_generator"):  # force a fresh generator from the new seed
-                    collator._generator = None
+                collator = self.collator.with_seed(seed)
         return collator(examples)
