@@ -335,3 +335,11 @@ def test_reset_codebook_optimizer_state_drops_only_codebook_moments():
     assert model[1].codebook not in opt.state and model[0].weight in opt.state
     opt.step()  # Adam re-creates the state lazily
     assert model[1].codebook in opt.state
+
+
+@pytest.mark.parametrize("quantizer_type", ["vanilla", "ema", "reestimating"])
+def test_builds_on_the_meta_device(quantizer_type):
+    # transformers' from_pretrained builds models on the meta device; the seeded init is skipped there
+    with torch.device("meta"):
+        vq = VectorQuantizer(8, 16, num_codebooks=2, quantizer_type=quantizer_type, batch_norm=True)
+    assert vq.codebook.is_meta and vq.step.is_meta

@@ -45,6 +45,16 @@ def test_ema_codebook_gets_no_gradient_and_loss_still_reported():
     assert float(out.codebook_loss) > 0
 
 
+def test_ema_codebook_with_stray_requires_grad_still_gets_no_gradient():
+    # transformers' loader may turn requires_grad back on; the EMA forward must not route a gradient to it
+    vq = VectorQuantizer(4, 8, quantizer_type="ema")
+    vq.codebook.requires_grad_(True)
+    x = torch.randn(10, 4, requires_grad=True)
+    out = vq(x)
+    out.loss.backward()
+    assert vq.codebook.grad is None and x.grad is not None
+
+
 def test_gradient_accumulation_applies_one_update_per_optimizer_step():
     torch.manual_seed(1)
     x = torch.randn(2, 12, 4) * 2

@@ -1,6 +1,5 @@
 """`vq-hf make-speech-corpus` (Festival stand-in) and load_wsj on the directories it writes."""
 
-import json
 import shutil
 
 import numpy as np

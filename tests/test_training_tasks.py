@@ -48,7 +48,9 @@ def test_speech_recipe_trains_with_pooled_per(tmp_path):
     assert res["task"] == "speech" and res["split"] == "dev"  # WSJ's test_dev93 → the stand-in dev split
     counts = res["evaluation_counts"]
     assert res["metrics"]["phone_error_rate"] == pytest.approx(counts["phone_errors"] / counts["reference_phones"])
-    phones = (out / "phones.txt").read_text().split()
+    from vq_hf.data.wsj import read_phones
+
+    phones = read_phones(out / "phones.txt")  # load_wsj's `phone id` format, what `vq-hf units` reads back
     assert phones[:2] == ["<eps>", "<unk>"]
     from vq_hf.models import VQVAEForCTC
 
@@ -60,6 +62,12 @@ def test_speech_recipe_trains_with_pooled_per(tmp_path):
     assert eval_cli(["--model", str(out), "--split", "dev", "--output", str(tmp_path / "e.json")]) == 0
     ev = json.loads((tmp_path / "e.json").read_text())["metrics"]
     assert ev["phone_error_rate"] == pytest.approx(res["metrics"]["phone_error_rate"])
+    # vq-hf units reads the run folder's phones.txt and preprocessor_config.json
+    from vq_hf.units import cli as units_cli
+
+    corpus = next((out / "data").glob("synth_speech.*"))
+    assert units_cli(["--model", str(out), "--dataset_name", str(corpus), "--split", "dev",
+                      "--output", str(tmp_path / "units"), "--no_progress", "--device", "cpu"]) == 0
 
 
 def test_speech_no_bottleneck_baseline_runs(tmp_path):

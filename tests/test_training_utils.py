@@ -52,6 +52,16 @@ def test_every_experiment_has_a_valid_recipe():
     assert hw["optimizer"]["max_grad_norm"] == 10 and hw["schedule"]["name"] == "plateau"
 
 
+def test_quantizer_section_takes_every_vector_quantizer_option():
+    from vq_hf.training_utils.tasks import get_task
+
+    recipe = load_recipe(CONFIGS / "quickstart.yaml", ["quantizer.check_finite=false", "quantizer.dead_code_window=7"])
+    config = get_task(recipe["task"]).build_config(recipe)
+    assert config.check_finite is False and config.dead_code_window == 7
+    with pytest.raises(ConfigError, match="unknown key 'model.check_finite'"):
+        get_task(recipe["task"]).build_config(load_recipe(CONFIGS / "quickstart.yaml", ["model.check_finite=false"]))
+
+
 def test_overrides_and_errors_name_the_key(tmp_path):
     r = load_recipe(CONFIGS / "quickstart.yaml", ["optimizer.learning_rate=2e-3", "schedule.max_steps=7",
                                                  "optimizer.betas=[0.5, 0.9]", "schedule.max_minutes=null"])
@@ -146,6 +156,21 @@ def test_polyak_averages_parameters_and_copies_live_buffers():
     other.load_state_dict(avg.state_dict())
     assert other.decay == 0.5 and other.num_updates == 1
     assert torch.equal(other.shadow["lin.weight"], avg.shadow["lin.weight"])
+
+
+
+def test_polyak_leaves_an_ema_codebook_live():
+    """An EMA codebook is already an average (requires_grad=False): the averaged model must use the live one."""
+    from vq_hf import VectorQuantizer
+
+    vq = VectorQuantizer(4, 8, quantizer_type="ema", ema_decay=0.5, seed=0)
+    avg = PolyakAverage(vq, decay=0.9)
+    assert "codebook" not in avg.shadow
+    vq.train()
+    for _ in range(3):
+        vq(torch.randn(32, 4))
+        avg.update(vq)
+    assert torch.equal(avg.averaged_model(vq).codebook, vq.codebook)
 
 
 # ------------------------------------------------------------------------------------------- data order

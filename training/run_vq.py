@@ -316,7 +316,8 @@ def main(argv=None) -> int:
 
     # ------------------------------------------------------------------ train
     t_start = time.monotonic()
-    last_saved = ckpt.list_checkpoints(out_dir)[-1][1] if ckpt.list_checkpoints(out_dir) else None
+    existing = ckpt.list_checkpoints(out_dir)
+    last_saved = existing[-1][1] if existing else None
     total = sched["max_steps"] or (sched["max_epochs"] * math.ceil(len(train_dl) / tcfg["gradient_accumulation_steps"])
                                    if sched["max_epochs"] else None)
     bar = tqdm(total=total, initial=step, disable=not main_proc or args.no_progress_bar, desc="train",
@@ -341,11 +342,14 @@ def main(argv=None) -> int:
                     set_update_boundary(unwrapped, accelerator.sync_gradients)
                     out = model(**batch)
                     loss = out.loss
-                    bad = torch.tensor([0.0 if torch.isfinite(loss.detach()) else 1.0], device=accelerator.device)
-                    if accelerator.num_processes > 1:
-                        bad = accelerator.reduce(bad, "sum")
-                    if bad.item():
-                        raise NonFiniteLossError(step + 1, float(loss.detach()), last_saved)
+                    # One host sync per micro-batch, shared by the finite check and the running loss.
+                    loss_value = float(loss.detach())
+                    bad = not math.isfinite(loss_value)
+                    if accelerator.num_processes > 1:  # every rank stops together
+                        flag = torch.tensor([float(bad)], device=accelerator.device)
+                        bad = bool(accelerator.reduce(flag, "sum").item())
+                    if bad:
+                        raise NonFiniteLossError(step + 1, loss_value, last_saved)
                     accelerator.backward(loss)
                     skipped = False
                     if accelerator.sync_gradients:
@@ -357,7 +361,7 @@ def main(argv=None) -> int:
                         optimizer.step()
                     optimizer.zero_grad(set_to_none=True)
                 batches_done += 1
-                running["loss"] += float(loss.detach())
+                running["loss"] += loss_value
                 running["n"] += 1
                 if not accelerator.sync_gradients:
                     continue
@@ -444,9 +448,7 @@ def main(argv=None) -> int:
         tasks.write_model_card(out_dir)
         print(f"wrote {out_dir}: weights (raw; Polyak-averaged in polyak/), results.json, plots, README.md")
         if args.push_to_hub:
-            from vq_hf.cards import publish
-
-            from vq_hf.cards import DEFAULT_IGNORE_PATTERNS
+            from vq_hf.cards import DEFAULT_IGNORE_PATTERNS, publish
 
             # generated stand-in corpora (data/) are not part of the model
             publish(out_dir, args.hub_model_id, ignore_patterns=(*DEFAULT_IGNORE_PATTERNS, "data/*"))

@@ -28,9 +28,9 @@ import torch
 
 from vq_hf.metrics import (
     bits_per_dim,
+    codebook_perplexity,
     ctc_greedy_decode,
     edit_distance_counts,
-    entropy_from_counts,
     nelbo_bits_per_dim,
     uniform_rate_bits,
 )
@@ -130,21 +130,15 @@ def evaluate_model(model, dataloader, task: str, accelerator=None, max_batches: 
         m["num_dims"] = dims_total
     if counts is not None:
         c = counts.numpy()
-        entropy = np.maximum(entropy_from_counts(c, 2.0), 0.0)  # (G,) bits; no -0.0
-        pplx = np.power(2.0, entropy)
-        used = (c > 0).sum(1)
-
-        def val(a, cast=float):
-            vals = [cast(v) for v in np.asarray(a).tolist()]
-            return vals[0] if len(vals) == 1 else vals
-
-        m.update(perplexity=val(pplx), perplexity_sum=float(pplx.sum()), used_codes=val(used, int),
-                 codebook_entropy_bits=val(entropy), code_counts=c.tolist())
+        usage = codebook_perplexity(counts=c, base=2.0)  # per codebook: 2^H, H in bits, used codes
+        d = usage.to_dict()  # a number for one codebook, a list otherwise
+        m.update(perplexity=d["perplexity"], perplexity_sum=d["perplexity_sum"], used_codes=d["used_codes"],
+                 codebook_entropy_bits=d["entropy"], code_counts=c.tolist())
         if task != "speech":
             g = c.shape[0]
             recon_bits = nll_total / LN2
             uni = uniform_rate_bits(latents_total, k, g)
-            unigram = latents_total * float(entropy.sum())  # −Σ log2 p̂ with p̂ estimated on this split
+            unigram = latents_total * float(usage.entropy.sum())  # −Σ log2 p̂ with p̂ estimated on this split
             m.update(
                 uniform_rate_bits_per_dim=uni / dims_total,
                 unigram_rate_bits_per_dim=unigram / dims_total,

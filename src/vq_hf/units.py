@@ -98,14 +98,11 @@ def _default_collator(model: torch.nn.Module, processor: Any) -> Callable:
 
         return LineImageCollator(processor=processor)
     if arch == "speech":
-        import vq_hf.data as data
+        from vq_hf.data import SpeechCollator
 
-        cls = getattr(data, "SpeechCollator", None)
-        if cls is None:
-            from vq_hf.data.collators import SpeechCollator as cls
         # whole utterances (chunk_frames=None): the splits already hold CMVN-normalised features, the collator
         # only pads them (its default crops 64-frame training chunks)
-        return cls(chunk_frames=None)
+        return SpeechCollator(chunk_frames=None)
     raise ValueError(
         f"extract_units: cannot choose a collator for model architecture {arch!r}; pass collator=... "
         "(a callable turning a list of examples into the model's input tensors)"
@@ -285,10 +282,6 @@ def _load_split(architecture: str, args) -> Any:
     raise SystemExit(f"vq-hf units: unknown architecture {architecture!r} in the model config")
 
 
-def _is_kaldi_dir(path: Path) -> bool:
-    return (path / "wav.scp").is_file() or (path / "feats.scp").is_file()
-
-
 def _load_speech_split(args) -> Any:
     """A split of a Kaldi data root (one folder per split, or one Kaldi folder) with the model's phone set.
 
@@ -296,7 +289,7 @@ def _load_speech_split(args) -> Any:
     the model was trained on; the fitted statistics are compared with the model's ``preprocessor_config.json``.
     """
     from vq_hf.data import load_wsj
-    from vq_hf.data.wsj import read_phones
+    from vq_hf.data.wsj import _is_kaldi_dir, read_phones
 
     if not args.dataset_name:
         raise SystemExit("vq-hf units: --dataset_name (a Kaldi data root: one folder per split) is required for speech")
@@ -321,8 +314,7 @@ def _load_speech_split(args) -> Any:
     model_fe = Path(args.model) / "preprocessor_config.json"
     if model_fe.is_file():
         saved = json.loads(model_fe.read_text())
-        fitted = info.feature_extractor.to_dict() if hasattr(info, "feature_extractor") else {}
-        a, b = saved.get("cmvn_mean"), fitted.get("cmvn_mean")
+        a, b = saved.get("cmvn_mean"), info.feature_extractor.to_dict().get("cmvn_mean")
         if a is not None and b is not None and not np.allclose(np.asarray(a), np.asarray(b), atol=1e-4):
             print(
                 f"vq-hf units: warning: CMVN statistics fitted on {dirs[train_split]} differ from the model's "
@@ -333,13 +325,11 @@ def _load_speech_split(args) -> Any:
 
 
 def _load_model(path: str):
-    from vq_hf.models import VQVAEConfig, VQVAEForCTC, VQVAEModel
+    from vq_hf.evaluation import load_model
 
     if not (Path(path) / "config.json").is_file():
         raise SystemExit(f"vq-hf units: {path}/config.json not found (expected a save_pretrained folder)")
-    config = VQVAEConfig.from_pretrained(path)
-    cls = VQVAEForCTC if config.architecture == "speech" else VQVAEModel
-    return cls.from_pretrained(path)
+    return load_model(path)
 
 
 def _load_processor(path: str, architecture: str):

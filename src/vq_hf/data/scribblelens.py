@@ -503,11 +503,10 @@ def load_scribblelens(
             split=datasets.Split(split) if split in ("train", "test", "validation") else datasets.NamedSplit(split),
         )
 
+    # the symbols of each split's alignments, parsed once: the default alphabet and the unknown-symbol check
+    symbols = {split: _symbols_of(ds["ali_text"]) for split, ds in raw.items()} if alignments is not None else {}
     if alignments is not None and alphabet is None:
-        found = set()
-        for ds in raw.values():
-            found |= _symbols_of(ds["ali_text"])
-        alphabet = _order_alphabet(found)
+        alphabet = _order_alphabet(set().union(*symbols.values()))
     if alphabet is not None:
         alphabet = list(alphabet)
         if len(set(alphabet)) != len(alphabet):
@@ -538,7 +537,7 @@ def load_scribblelens(
     out = datasets.DatasetDict()
     for split, ds in raw.items():
         if alignments is not None:
-            unknown = _symbols_of(ds["ali_text"]) - set(symbol_ids)
+            unknown = symbols[split] - set(symbol_ids)
             if unknown:
                 raise ValueError(
                     f"load_scribblelens: split {split!r} alignments use symbols {sorted(unknown)} "

@@ -113,7 +113,7 @@ def entropy_from_counts(counts: Any, base: float = 2.0) -> np.ndarray:
     p = c / totals
     with np.errstate(divide="ignore", invalid="ignore"):
         plogp = np.where(p > 0, p * np.log(p), 0.0)
-    return -plogp.sum(axis=1) / math.log(base)
+    return np.maximum(-plogp.sum(axis=1) / math.log(base), 0.0)  # 0.0, not -0.0, for a single used code
 
 
 def codebook_perplexity(

@@ -240,7 +240,8 @@ class VQVAEPreTrainedModel(PreTrainedModel):
         loaded = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
         model = loaded[0] if isinstance(loaded, tuple) else loaded
         # transformers' loader re-creates parameters with requires_grad=True; an EMA codebook is updated by its
-        # statistics only and must stay frozen, or an optimizer would also move it with the codebook loss
+        # statistics only (its forward never routes a gradient to it): restore requires_grad=False so that
+        # codebook_param_groups and other requires_grad-based code treat it as frozen
         for module in model.modules():
             if isinstance(module, VectorQuantizer):
                 module.codebook.requires_grad_(module.quantizer_type != "ema")
@@ -339,14 +340,9 @@ def _fp32_patterns(module: nn.Module, prefix: str) -> set[str]:
 
 
 def _build_quantizer(config: VQVAEConfig, **kwargs) -> VectorQuantizer:
-    """`VectorQuantizer` from the config. `from_pretrained` builds models on the meta device, where the quantizer's
-    seeded initialisation (`reset_parameters` reads its seed buffer) cannot run; it is built on the CPU instead
-    (small; every one of its tensors is then overwritten from the checkpoint)."""
-    qkw = {**config.quantizer_kwargs(), **kwargs}
-    if torch.get_default_device().type == "meta":
-        with torch.device("cpu"):
-            return VectorQuantizer(config.latent_dim, **qkw)
-    return VectorQuantizer(config.latent_dim, **qkw)
+    """`VectorQuantizer` from the config (meta-safe: on the meta device, as in `from_pretrained`, it skips its
+    seeded initialisation and every tensor comes from the checkpoint)."""
+    return VectorQuantizer(config.latent_dim, **{**config.quantizer_kwargs(), **kwargs})
 
 
 # Files of the flattened remote-code export: transformers' dynamic modules may only import siblings of the same
@@ -492,10 +488,7 @@ class VQVAEModel(VQVAEPreTrainedModel):
         if codes.dim() != want or codes.shape[-1] != g:
             doc = "(batch, h, w, num_codebooks)" if want == 4 else "(batch, length, num_codebooks)"
             raise ValueError(f"`codes` must have shape {doc} with num_codebooks={g}, got {tuple(codes.shape)}")
-        k = self.config.codebook_size
-        if bool(((codes < 0) | (codes >= k)).any()):
-            raise ValueError(f"`codes` must lie in [0, {k}); got values in [{int(codes.min())}, {int(codes.max())}]")
-        return self.quantizer.decode(codes.long())  # channel_first for CIFAR: (B, D, h, w)
+        return self.quantizer.decode(codes.long())  # checks the range [0, K); channel_first for CIFAR: (B, D, h, w)
 
     def _conditioning(self, quantized: torch.Tensor, mask: torch.Tensor, width: int) -> torch.Tensor:
         cond = self.mixer(quantized.transpose(1, 2), mask)

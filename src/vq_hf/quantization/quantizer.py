@@ -516,15 +516,17 @@ class VectorQuantizer(nn.Module):
     def _quantize(self, zg: torch.Tensor, weights: torch.Tensor, quantizing: bool):
         """The per-step tensor path (no host synchronisation, no value-dependent branches): search, gather,
         losses, straight-through. ``zg`` (G, N, D) fp32, ``weights`` (N,)."""
-        if self.codebook.requires_grad:
-            codebook = self.codebook.detach().float()
-        else:
+        ema = self.quantizer_type == "ema"
+        if ema:
             # EMA: the codebook is rewritten in place after this forward; a compiled backward may save (or
-            # recompute from) its input, so the graph gets a snapshot made outside it (G·K·D floats).
+            # recompute from) its input, so the graph gets a snapshot made outside it (G·K·D floats). Decided by
+            # the type, not by requires_grad: a stray requires_grad=True (e.g. set by a loader) gives no gradient.
             codebook = self._codebook_snapshot()
+        else:
+            codebook = self.codebook.detach().float()
         codes, _ = nearest_codes(zg.detach(), codebook, memory_mb=self.search_memory_mb)
         if quantizing:
-            q = self._lookup(codes) if self.codebook.requires_grad else self._lookup(codes, codebook)
+            q = self._lookup(codes, codebook) if ema else self._lookup(codes)
             codebook_loss, commitment_loss = vq_losses(zg, q, weights)
             loss = codebook_loss + self.commitment_cost * commitment_loss
             # Forward value is exactly q (z − z = 0), so decode(codes) equals the output bit for bit;

@@ -1,7 +1,7 @@
 """Polyak averaging (an exponential moving average of the parameters), as the reference trainer does.
 
-``avg ← d·avg + (1 − d)·θ`` after every optimizer step, over floating-point **parameters only**, kept in
-fp32. Buffers are never averaged: batch-norm running statistics, EMA codebook statistics, usage counters,
+``avg ← d·avg + (1 − d)·θ`` after every optimizer step, over the floating-point parameters the optimizer
+trains (``requires_grad``), kept in fp32. Buffers are never averaged: batch-norm running statistics, EMA codebook statistics, usage counters,
 the reservoir and the re-estimation schedule are copied from the live model whenever the averaged model is
 materialised (:meth:`PolyakAverage.averaged_model`). Averaging them would smooth EMA statistics a second
 time and truncate integer counters (hf-conventions §7.4).
@@ -9,8 +9,9 @@ time and truncate integer counters (hf-conventions §7.4).
 Re-initialised codewords: when data-dependent re-estimation overwrites a trainable codebook with k-means
 centroids, the average keeps blending the old and the new codewords for about 1/(1 − d) steps (500 for
 d = 0.998). That is the reference behaviour and the reason for the high early Polyak bits/dim of the
-paper's Fig. 4; once re-estimation stops, the average converges like any other. An EMA codebook is a
-buffer, so the averaged model always uses the live EMA codebook.
+paper's Fig. 4; once re-estimation stops, the average converges like any other. An EMA codebook is not
+trained by the optimizer (``requires_grad=False``; it is already an average), so it is not averaged again: the
+averaged model always uses the live EMA codebook.
 
 ``debias=True`` starts the average from zero and divides by ``1 − d^t`` (as Adam's moments), which makes
 short runs (the quickstart) evaluate a proper average of the visited weights instead of one dominated by
@@ -36,7 +37,7 @@ class PolyakAverage:
         self.num_updates = 0
         self.shadow: dict[str, torch.Tensor] = {}
         for name, p in model.named_parameters():
-            if p.is_floating_point():
+            if p.is_floating_point() and p.requires_grad:
                 t = p.detach().float().clone()
                 self.shadow[name] = torch.zeros_like(t) if debias else t
         self._scratch: nn.Module | None = None
@@ -49,8 +50,8 @@ class PolyakAverage:
         names = list(self.shadow)
         shadow = [self.shadow[n] for n in names]
         live = [params[n].detach().float() for n in names]
-        # One fused kernel over all tensors: avg = d·avg + (1 − d)·θ.
-        torch._foreach_lerp_(shadow, live, 1.0 - self.decay)
+        if names:  # one fused kernel over all tensors: avg = d·avg + (1 − d)·θ
+            torch._foreach_lerp_(shadow, live, 1.0 - self.decay)
 
     def averaged_parameters(self) -> dict[str, torch.Tensor]:
         if self.debias and self.num_updates > 0:

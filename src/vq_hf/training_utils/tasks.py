@@ -18,12 +18,11 @@ import torch
 from .config import ConfigError, validate_open_section
 from .data_order import IndexedDataset, SeededCollate
 
-# VQVAEConfig fields that belong to the quantizer section (the VectorQuantizer options).
-QUANTIZER_KEYS = (
-    "codebook_size", "num_codebooks", "quantizer_type", "batch_norm", "commitment_cost", "codebook_lr_multiplier",
-    "ema_decay", "ema_epsilon", "warmup_steps", "reestimate_every", "reestimate_steps", "reservoir_size",
-    "reestimation_unit", "kmeans_restarts", "kmeans_max_iters", "kmeans_tol", "seed", "search_memory_mb",
-)
+def _quantizer_keys() -> set[str]:
+    """The VectorQuantizer options: the VQVAEConfig fields that belong to the recipe's quantizer section."""
+    from vq_hf.quantization import VectorQuantizer
+
+    return set(inspect.signature(VectorQuantizer.__init__).parameters)
 
 
 COUNT_KEYS = ("num_examples", "num_dims", "phone_errors", "reference_phones")
@@ -104,7 +103,8 @@ class Task:
         from vq_hf.models import VQVAEConfig
 
         known = _config_fields()
-        quantizer_known = {k: known[k] for k in QUANTIZER_KEYS if k in known}
+        quantizer_keys = _quantizer_keys()
+        quantizer_known = {k: v for k, v in known.items() if k in quantizer_keys}
         model_known = {k: v for k, v in known.items() if k not in quantizer_known}
         validate_open_section(recipe, "quantizer", quantizer_known, source)
         validate_open_section(recipe, "model", model_known, source)
@@ -276,6 +276,7 @@ class SpeechTask(Task):
         import json
 
         from vq_hf.data import SpeechCollator, load_wsj
+        from vq_hf.data.wsj import read_phones
 
         d = recipe["data"]
         source = d["dataset_name"]
@@ -304,7 +305,7 @@ class SpeechTask(Task):
 
             phones_file = pathlib.Path(processor_folder) / "phones.txt"
             if phones_file.is_file():
-                kwargs["phones"] = phones_file.read_text().split()
+                kwargs["phones"] = read_phones(phones_file)
             kwargs["feature_extractor"] = VQVAEFeatureExtractor.from_pretrained(processor_folder)
         dsd, info = load_wsj(source, train_split=train_split, return_info=True,
                              cache_dir=pathlib.Path(cache_dir) / "wsj_cache", **kwargs)
@@ -323,7 +324,8 @@ class SpeechTask(Task):
                         eval_collator=SpeechCollator(chunk_frames=None), processor=info.feature_extractor,
                         variant=variant, dataset_name=name, eval_split=eval_split, notes=notes)
         data.phones = list(info.phones)
-        data.extra_files = {"phones.txt": "\n".join(info.phones) + "\n",
+        # phones.txt in load_wsj's own format (`phone id` per line), as `vq-hf units` / `vq-hf eval` read it back
+        data.extra_files = {"phones.txt": (info.path / "phones.txt").read_text(encoding="utf-8"),
                             "load_report.json": json.dumps(info.report, indent=2, default=str)}
         return data
 
