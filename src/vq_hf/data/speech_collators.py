@@ -7,6 +7,8 @@ import copy
 import numpy as np
 import torch
 
+from .collators import IGNORE_INDEX
+
 
 def chunk_labels(
     phone_ids, phone_starts, phone_ends, start: int, end: int, collapse_repeats: bool = True
@@ -134,7 +136,7 @@ class SpeechCollator:
             batch[i, : f.shape[0]] = f
             mask[i, : f.shape[0]] = 1
         label_lengths = torch.tensor([len(ids) for ids in labels], dtype=torch.long)
-        padded = torch.full((len(labels), max(1, int(label_lengths.max()))), -100, dtype=torch.long)
+        padded = torch.full((len(labels), max(1, int(label_lengths.max()))), IGNORE_INDEX, dtype=torch.long)
         for i, ids in enumerate(labels):
             if ids:
                 padded[i, : len(ids)] = torch.tensor(ids, dtype=torch.long)
