@@ -62,3 +62,18 @@ def check_range(codes2d: np.ndarray, codebook_size: int, name: str = "codes") ->
     if lo < 0 or hi >= codebook_size:
         bad = lo if lo < 0 else hi
         raise ValueError(f"{name}: code index {bad} is outside [0, codebook_size={codebook_size})")
+
+
+def stack_example_codes(codes: Any) -> np.ndarray:
+    """Concatenate per-example code lists (the rows an ``evaluate`` module receives) into ``(N, num_codebooks)``.
+
+    Each example is a flat list (one codebook) or a list of positions × codebooks; empty examples are allowed.
+    """
+    rows = [np.asarray(c, dtype=np.int64) for c in codes]
+    rows = [r[:, None] if r.ndim == 1 else r for r in rows]
+    widths = sorted({r.shape[1] for r in rows if r.size})
+    if len(widths) > 1:
+        raise ValueError(f"codes: examples have different numbers of codebooks: {widths}")
+    width = widths[0] if widths else 1
+    rows = [r.reshape(-1, width) for r in rows]
+    return np.concatenate(rows, axis=0) if rows else np.zeros((0, width), dtype=np.int64)

@@ -6,6 +6,7 @@ import numpy as np
 
 from vq_hf.metrics import bits_per_dim
 from vq_hf.metrics import nelbo_report
+from vq_hf.metrics._arrays import stack_example_codes
 
 _DESCRIPTION = """
 Pooled reconstruction bits per dimension, sum(NLL nats) / (sum(num_dims) * ln 2), and, when codes are given,
@@ -41,14 +42,6 @@ _CITATION = """
 """
 
 
-def _stack(codes):
-    rows = [np.asarray(c, dtype=np.int64) for c in codes]
-    rows = [r[:, None] if r.ndim == 1 else r for r in rows if r.size]
-    widths = sorted({r.shape[1] for r in rows})
-    if len(widths) > 1:
-        raise ValueError(f"codes: examples have different numbers of codebooks: {widths}")
-    return np.concatenate(rows, axis=0) if rows else None
-
 
 @evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
 class BitsPerDim(evaluate.Metric):
@@ -80,8 +73,8 @@ class BitsPerDim(evaluate.Metric):
         nll = np.asarray(nll_nats, dtype=np.float64)
         dims = np.asarray(num_dims, dtype=np.int64)
         result = {"bits_per_dim": bits_per_dim(nll, dims)}
-        stacked = _stack(codes)
-        if stacked is None:
+        stacked = stack_example_codes(codes)
+        if stacked.size == 0:
             return result
         if codebook_size is None:
             raise ValueError("bits_per_dim: codes were given; pass codebook_size=K to compute()")

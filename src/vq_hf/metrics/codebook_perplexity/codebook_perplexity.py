@@ -2,9 +2,9 @@
 
 import datasets
 import evaluate
-import numpy as np
 
 from vq_hf.metrics import codebook_perplexity
+from vq_hf.metrics._arrays import stack_example_codes
 
 _DESCRIPTION = """
 Dataset-level codebook usage: the code histogram of all added examples is pooled, then per codebook
@@ -39,17 +39,6 @@ _CITATION = """
 """
 
 
-def _stack(codes):
-    """Concatenate per-example code lists into one (N, num_codebooks) array."""
-    rows = [np.asarray(c, dtype=np.int64) for c in codes]
-    rows = [r[:, None] if r.ndim == 1 else r for r in rows]
-    widths = sorted({r.shape[1] for r in rows if r.size})
-    if len(widths) > 1:
-        raise ValueError(f"codes: examples have different numbers of codebooks: {widths}")
-    width = widths[0] if widths else 1
-    rows = [r.reshape(-1, width) for r in rows]
-    return np.concatenate(rows, axis=0) if rows else np.zeros((0, width), dtype=np.int64)
-
 
 @evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
 class CodebookPerplexity(evaluate.Metric):
@@ -67,4 +56,4 @@ class CodebookPerplexity(evaluate.Metric):
     def _compute(self, codes, codebook_size=None, base=2.0):
         if codebook_size is None:
             raise ValueError("codebook_perplexity: pass codebook_size=K to compute()")
-        return codebook_perplexity(_stack(codes), codebook_size, base).to_dict()
+        return codebook_perplexity(stack_example_codes(codes), codebook_size, base).to_dict()
