@@ -51,7 +51,18 @@ def evaluate_module_path(name: str) -> str:
     return path
 
 
+# The paper these metrics report (cited by the local `evaluate` modules).
+PAPER_CITATION = """
+@inproceedings{lancucki2020robust,
+  title={Robust Training of Vector Quantized Bottleneck Models},
+  author={{\\L}a{\\'n}cucki, Adrian and Chorowski, Jan and Sanchez, Guillaume and Marxer, Ricard and Chen, Nanxin and Dolfing, Hans J. G. R. and Khurana, Sameer and Alum{\\"a}e, Tanel and Laurent, Antoine},
+  booktitle={International Joint Conference on Neural Networks (IJCNN)},
+  year={2020}
+}
+"""
+
 __all__ = [
+    "PAPER_CITATION",
     "CIFAR10_DIMS_PER_IMAGE",
     "CIFAR10_LATENTS_PER_IMAGE",
     "HANDWRITING_COLUMNS_PER_LATENT",

@@ -4,6 +4,7 @@ import datasets
 import evaluate
 import numpy as np
 
+from vq_hf.metrics import PAPER_CITATION
 from vq_hf.metrics import bits_per_dim
 from vq_hf.metrics import nelbo_report
 from vq_hf.metrics._arrays import stack_example_codes
@@ -32,14 +33,6 @@ Returns:
     unigram_nelbo_bits_per_dim, codebook_entropy_bits, num_dims, num_latents, num_codebooks.
 """
 
-_CITATION = """
-@inproceedings{lancucki2020robust,
-  title={Robust Training of Vector Quantized Bottleneck Models},
-  author={{\\L}a{\\'n}cucki, Adrian and Chorowski, Jan and others},
-  booktitle={International Joint Conference on Neural Networks (IJCNN)},
-  year={2020}
-}
-"""
 
 
 
@@ -49,7 +42,7 @@ class BitsPerDim(evaluate.Metric):
         seq = datasets.Sequence
         return evaluate.MetricInfo(
             description=_DESCRIPTION,
-            citation=_CITATION,
+            citation=PAPER_CITATION,
             inputs_description=_KWARGS_DESCRIPTION,
             features=[
                 datasets.Features(

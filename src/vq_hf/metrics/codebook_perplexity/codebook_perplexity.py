@@ -3,6 +3,7 @@
 import datasets
 import evaluate
 
+from vq_hf.metrics import PAPER_CITATION
 from vq_hf.metrics import codebook_perplexity
 from vq_hf.metrics._arrays import stack_example_codes
 
@@ -29,14 +30,6 @@ Examples:
     2.0
 """
 
-_CITATION = """
-@inproceedings{lancucki2020robust,
-  title={Robust Training of Vector Quantized Bottleneck Models},
-  author={{\\L}a{\\'n}cucki, Adrian and Chorowski, Jan and others},
-  booktitle={International Joint Conference on Neural Networks (IJCNN)},
-  year={2020}
-}
-"""
 
 
 
@@ -45,7 +38,7 @@ class CodebookPerplexity(evaluate.Metric):
     def _info(self):
         return evaluate.MetricInfo(
             description=_DESCRIPTION,
-            citation=_CITATION,
+            citation=PAPER_CITATION,
             inputs_description=_KWARGS_DESCRIPTION,
             features=[
                 datasets.Features({"codes": datasets.Sequence(datasets.Sequence(datasets.Value("int64")))}),

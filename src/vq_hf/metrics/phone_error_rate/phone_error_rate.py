@@ -3,6 +3,7 @@
 import datasets
 import evaluate
 
+from vq_hf.metrics import PAPER_CITATION
 from vq_hf.metrics import phone_error_rate
 
 _DESCRIPTION = """
@@ -26,14 +27,6 @@ Examples:
     0.5
 """
 
-_CITATION = """
-@inproceedings{lancucki2020robust,
-  title={Robust Training of Vector Quantized Bottleneck Models},
-  author={{\\L}a{\\'n}cucki, Adrian and Chorowski, Jan and Sanchez, Guillaume and Marxer, Ricard and Chen, Nanxin and Dolfing, Hans J. G. R. and Khurana, Sameer and Alum{\\"a}e, Tanel and Laurent, Antoine},
-  booktitle={International Joint Conference on Neural Networks (IJCNN)},
-  year={2020}
-}
-"""
 
 
 @evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
@@ -41,7 +34,7 @@ class PhoneErrorRate(evaluate.Metric):
     def _info(self):
         return evaluate.MetricInfo(
             description=_DESCRIPTION,
-            citation=_CITATION,
+            citation=PAPER_CITATION,
             inputs_description=_KWARGS_DESCRIPTION,
             features=datasets.Features(
                 {
