@@ -62,10 +62,15 @@ def test_speech_recipe_trains_with_pooled_per(tmp_path):
     assert eval_cli(["--model", str(out), "--split", "dev", "--output", str(tmp_path / "e.json")]) == 0
     ev = json.loads((tmp_path / "e.json").read_text())["metrics"]
     assert ev["phone_error_rate"] == pytest.approx(res["metrics"]["phone_error_rate"])
+    # the same with the stand-in corpus named explicitly and the recipe's WSJ split name
+    corpus = next((out / "data").glob("synth_speech.*"))
+    assert eval_cli(["--model", str(out), "--dataset_name", str(corpus), "--split", "test_dev93",
+                     "--output", str(tmp_path / "e2.json")]) == 0
+    ev2 = json.loads((tmp_path / "e2.json").read_text())["metrics"]
+    assert ev2["phone_error_rate"] == pytest.approx(res["metrics"]["phone_error_rate"])
     # vq-hf units reads the run folder's phones.txt and preprocessor_config.json
     from vq_hf.units import cli as units_cli
 
-    corpus = next((out / "data").glob("synth_speech.*"))
     assert units_cli(["--model", str(out), "--dataset_name", str(corpus), "--split", "dev",
                       "--output", str(tmp_path / "units"), "--no_progress", "--device", "cpu"]) == 0
 

@@ -292,13 +292,16 @@ class SpeechTask(Task):
             source = str(corpus)
             name, variant = "synthetic-speech", f"stand-in speech ({n} Festival-spoken CMU ARCTIC prompts, " \
                                                  f"vq-hf make-speech-corpus)"
+        elif (pathlib.Path(source) / "corpus.json").is_file():  # a folder written by `vq-hf make-speech-corpus`
+            name, variant = source, "stand-in speech (vq-hf make-speech-corpus)"
+        else:
+            name, variant = source, "WSJ"
+        if variant != "WSJ":
             notes.append("trained on a stand-in corpus of synthetic speech, not on WSJ")
             if train_split in SYNTH_SPEECH_SPLITS or eval_split in SYNTH_SPEECH_SPLITS:
                 notes.append(f"WSJ split names mapped to the stand-in corpus's: {SYNTH_SPEECH_SPLITS}")
             train_split = SYNTH_SPEECH_SPLITS.get(train_split, train_split)
             eval_split = SYNTH_SPEECH_SPLITS.get(eval_split, eval_split)
-        else:
-            name, variant = source, "WSJ"
         kwargs = {}
         if processor_folder is not None:  # evaluation of a trained model: its phone set and features
             from vq_hf.models import VQVAEFeatureExtractor
