@@ -11,6 +11,7 @@ statistics of its own, and tracemalloc does not see torch's allocations.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -230,3 +231,16 @@ def machine_md(info: dict) -> str:
     keys = ["device", "gpu", "cuda", "cpu", "cpu_cores_visible", "torch_threads", "python", "torch", "triton",
             "vector_quantize_pytorch", "sklearn", "transformers", "load_average_at_start", "time_utc"]
     return "\n".join(f"- {k}: {info[k]}" for k in keys if k in info)
+
+
+def parse_timing_args(argv, description: str, cuda_repeats: int) -> tuple[str, int, int]:
+    """``--device --warmup --repeats`` of a benchmark script; CPU defaults are short (1 warm-up, 5 repeats)."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--warmup", type=int, default=None)
+    parser.add_argument("--repeats", type=int, default=None)
+    args = parser.parse_args(argv)
+    cpu = args.device == "cpu"
+    warmup = args.warmup if args.warmup is not None else (1 if cpu else 10)
+    repeats = args.repeats if args.repeats is not None else (5 if cpu else cuda_repeats)
+    return args.device, warmup, repeats

@@ -13,7 +13,6 @@ captured from the model (a forward hook), timed the same way, divided by the ste
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import sys
 from pathlib import Path
@@ -22,7 +21,7 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import Row, measure_interleaved, time_fn  # noqa: E402
+from _common import Row, measure_interleaved, time_fn, parse_timing_args  # noqa: E402
 
 BATCH = {"cpu": 16, "cuda": 128}
 
@@ -168,14 +167,7 @@ def run(device: str, warmup: int, repeats: int) -> list[Row]:
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", choices=["cpu", "cuda"])
-    parser.add_argument("--warmup", type=int, default=None)
-    parser.add_argument("--repeats", type=int, default=None)
-    args = parser.parse_args(argv)
-    cpu = args.device == "cpu"
-    run(args.device, args.warmup if args.warmup is not None else (1 if cpu else 10),
-        args.repeats if args.repeats is not None else (5 if cpu else 100))
+    run(*parse_timing_args(argv, __doc__.splitlines()[0], cuda_repeats=100))
 
 
 if __name__ == "__main__":

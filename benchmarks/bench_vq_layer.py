@@ -10,7 +10,6 @@ loss``, and backward (gradients w.r.t. x and the codebook where it has one). Res
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from pathlib import Path
@@ -18,7 +17,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import Row, measure_interleaved  # noqa: E402
+from _common import Row, measure_interleaved, parse_timing_args  # noqa: E402
 
 # (N, d, K, codebooks) per device. CPU sizes are the CPU anchor (N=8,192, d=64, K=4,096) and K=512.
 SIZES = {
@@ -202,14 +201,7 @@ def make_plain_torch_groups(n, d, k, g, device):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", choices=["cpu", "cuda"])
-    parser.add_argument("--warmup", type=int, default=None)
-    parser.add_argument("--repeats", type=int, default=None)
-    args = parser.parse_args(argv)
-    warmup = args.warmup if args.warmup is not None else (1 if args.device == "cpu" else 10)
-    repeats = args.repeats if args.repeats is not None else (5 if args.device == "cpu" else 50)
-    run(args.device, warmup, repeats)
+    run(*parse_timing_args(argv, __doc__.splitlines()[0], cuda_repeats=50))
 
 
 if __name__ == "__main__":
