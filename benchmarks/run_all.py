@@ -102,16 +102,19 @@ def render(device: str, info: dict, rows: list[Row]) -> str:
                            f"{_x(ratio(r.median_ms, plain.median_ms if plain else None))} |"
                            + (f" error: {r.error}" if r.error else ""))
         elif bench == "kmeans":
-            sk = next((r for r in group if r.impl.startswith("scikit-learn")), None)
+            # Seeding rows (inertia = the seeds' potential) compare with scikit-learn's seeding alone.
+            sk = {seeding: next((r for r in group if r.impl.startswith("scikit-learn")
+                                 and ("seeding only" in r.impl) == seeding), None) for seeding in (False, True)}
             out += ["| implementation | median ms | Lloyd iterations | inertia | inertia / scikit-learn's | "
                     "× faster than scikit-learn |", "|---|---|---|---|---|---|"]
             for r in group:
                 inertia = r.extra.get("inertia_recomputed", r.extra.get("inertia"))
                 rel = r.extra.get("inertia_vs_sklearn")
+                ref = sk["seeding only" in r.impl]
                 out.append(f"| {r.impl} | {_ms(r.median_ms)} | {r.extra.get('iterations', '—')} | "
                            f"{'—' if inertia is None else f'{inertia:,.0f}'} | "
                            f"{'—' if rel is None else f'{rel:.4f}'} | "
-                           f"{_x(ratio(r.median_ms, sk.median_ms if sk else None))} |"
+                           f"{_x(ratio(r.median_ms, ref.median_ms if ref else None))} |"
                            + (f" error: {r.error}" if r.error else ""))
         elif bench == "reservoir":
             loop = next((r for r in group if "loop" in r.impl), None)

@@ -73,6 +73,19 @@ def test_target_check_uses_ratio_to_vector_quantize_pytorch():
     assert lines and lines[0].endswith("| NO |")
 
 
+def test_tiny_kmeans_run_compares_seeding_with_sklearns_seeding():
+    rows = bench_reestimation.run_kmeans("cpu", 1, sizes=[(600, 4, 200, 3)])  # k=200: 2 centres per round
+    assert all(r.error is None and r.median_ms is not None for r in rows), [r.error for r in rows]
+    ours = [r for r in rows if r.impl.startswith("ours")]
+    assert [r.extra["centers_per_round"] for r in ours] == [2, 1, 2, 2, 1]
+    assert all(0.8 < r.extra["inertia_vs_sklearn"] < 1.25 for r in ours), [r.extra for r in ours]
+    md = run_all.render("cpu", _common.machine_info("cpu"), rows)
+    # Seeding rows are timed against scikit-learn's seeding alone, full k-means against its KMeans.
+    for name in ("scikit-learn KMeans k-means++ + Lloyd (CPU)", "scikit-learn kmeans_plusplus seeding only (CPU)"):
+        line = next(row for row in md.splitlines() if row.startswith(f"| {name} |"))
+        assert line.endswith("| 1.00× |"), line
+
+
 def test_reference_reservoir_loop_is_algorithm_r():
     buffer = torch.zeros(4, 2)
     rows = torch.arange(20, dtype=torch.float32).view(10, 2)

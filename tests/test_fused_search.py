@@ -52,6 +52,11 @@ def _cases():
     base = randn(2, 48, 150)
     cases["strided_stats"] = dict(x=base.transpose(1, 2), codebook=randn(2, 33, 48), stats=True)
     cases["empty"] = dict(x=randn(2, 0, 16), codebook=randn(2, 5, 16))
+    # Weighted EMA statistics (padding = weight 0, left out); padding rows hold huge values that would
+    # dominate the sums if they leaked in.
+    weights = (torch.rand(150, generator=gen) > 0.4).float()
+    x = randn(2, 150, 24) + 1e6 * (1 - weights)[None, :, None]
+    cases["weighted"] = dict(x=x, codebook=randn(2, 19, 24), weights=weights)
     # Two codewords 0.01 apart, 2000 from the codebook mean (centring cannot help): the fp32 expansion's
     # rounding (~0.5) swamps their distance gap (~1e-4), so only the fp64 re-check orders them right.
     cb = torch.cat([torch.tensor([[1000.0] + [0.0] * 7, [1000.0, 0.01] + [0.0] * 6]),
@@ -75,6 +80,35 @@ for name, c in cases.items():
     out[name] = dict(codes=r.codes, distances=r.distances, quantized=r.quantized, counts=r.counts, sums=r.sums)
 codes, dist = fused_search.fused_nearest_codes(cases["tails"]["x"], cases["tails"]["codebook"])
 out["contract"] = dict(codes=codes, distances=dist)
+w = cases["weighted"]
+g, k, d = w["codebook"].shape
+counts, sums = torch.zeros(g, k), torch.zeros(g, k, d)
+codes, _ = fused_search.fused_nearest_codes(w["x"], w["codebook"], counts=counts, sums=sums, weights=w["weights"])
+out["weighted"] = dict(codes=codes, counts=counts, sums=sums)
+
+# The quantizer on both search backends: same inputs, same steps, everything compared in the parent.
+from vq_hf.quantization import VectorQuantizer
+for qt in ("vanilla", "ema"):
+    for backend in ("torch", "triton"):
+        torch.manual_seed(0)
+        vq = VectorQuantizer(16, 24, num_codebooks=2, quantizer_type=qt, batch_norm=True, seed=3,
+                             search_backend=backend).train()
+        record = []
+        for step in range(3):
+            x = (torch.randn(5, 13, 16) * 2).requires_grad_(True)
+            mask = torch.rand(5, 13) > 0.3
+            o = vq(x, mask=mask)
+            ((o.quantized * torch.randn(5, 13, 16)).sum() + o.loss).backward()
+            record.append(dict(codes=o.codes, quantized=o.quantized.detach(), loss=o.loss.detach(), grad=x.grad))
+        out[f"quantizer_{qt}_{backend}"] = dict(steps=record, state={k: v.clone() for k, v in vq.state_dict().items()})
+
+# k-means: Lloyd steps through the kernel (assignment + cluster statistics in its epilogue) vs the torch path.
+from vq_hf.quantization import kmeans
+gen = torch.Generator().manual_seed(9)
+points = torch.cat([3.0 * torch.randn(1, 16, generator=gen) + torch.randn(40, 16, generator=gen) for _ in range(30)])
+for backend in ("torch", "triton"):
+    r = kmeans(points, 24, max_iters=30, generator=torch.Generator().manual_seed(5), search_backend=backend)
+    out[f"kmeans_{backend}"] = dict(centroids=r.centroids, inertia=r.inertia, iterations=r.iterations)
 torch.save(out, sys.argv[2])
 """
 
@@ -155,6 +189,65 @@ def test_interpreted_contract_and_empty(interpreted):
     assert out["empty"]["codes"].shape == (2, 0) and out["empty"]["distances"].shape == (2, 0)
 
 
+def test_interpreted_statistics_leave_out_zero_weight_rows(interpreted):
+    cases, out = interpreted
+    c, o = cases["weighted"], out["weighted"]
+    x, cb, w = c["x"], c["codebook"], c["weights"]
+    _assert_matches_fp64(x, cb, o["codes"], fused_search._torch_fallback(x, cb)[1])
+    g, k, d = cb.shape
+    keep = w.bool()
+    counts = torch.zeros(g, k).scatter_add_(1, o["codes"], w.expand(g, -1).contiguous())
+    sums = torch.zeros(g, k, d)
+    for gi in range(g):
+        sums[gi].index_add_(0, o["codes"][gi][keep], x[gi][keep])
+    assert torch.equal(o["counts"], counts)
+    torch.testing.assert_close(o["sums"], sums, rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("quantizer_type", ["vanilla", "ema"])
+def test_quantizer_on_the_triton_backend_matches_the_torch_backend(interpreted, quantizer_type):
+    """Codes, outputs, losses, input gradients and the whole state (codebook, EMA statistics accumulated in
+    the kernel's epilogue, BN and usage buffers) agree over three masked training steps with 2 codebooks."""
+    _, out = interpreted
+    ref, fused = out[f"quantizer_{quantizer_type}_torch"], out[f"quantizer_{quantizer_type}_triton"]
+    for r, f in zip(ref["steps"], fused["steps"]):
+        assert torch.equal(r["codes"], f["codes"])
+        assert torch.equal(r["quantized"], f["quantized"])
+        torch.testing.assert_close(r["loss"], f["loss"], rtol=1e-6, atol=0)
+        torch.testing.assert_close(r["grad"], f["grad"], rtol=1e-6, atol=1e-7)
+    assert ref["state"].keys() == fused["state"].keys()
+    for name in ref["state"]:
+        torch.testing.assert_close(ref["state"][name], fused["state"][name], rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_kmeans_lloyd_steps_through_the_kernel_match_the_torch_path(interpreted):
+    _, out = interpreted
+    ref, fused = out["kmeans_torch"], out["kmeans_triton"]
+    assert fused["iterations"] == ref["iterations"]
+    torch.testing.assert_close(fused["centroids"], ref["centroids"], rtol=1e-5, atol=1e-5)
+    assert abs(fused["inertia"] / ref["inertia"] - 1) < 1e-6
+
+
+def test_backend_selection_errors_name_the_cause():
+    from vq_hf.quantization import VectorQuantizer
+    from vq_hf.quantization.search import use_fused_search
+
+    x = torch.randn(1, 4, 8)
+    assert use_fused_search(x, "torch") is False
+    assert use_fused_search(x, "auto") is False  # CPU tensors: the torch path
+    with pytest.raises(ValueError, match="search backend must be one of"):
+        use_fused_search(x, "cuda")
+    with pytest.raises(ValueError, match="search_backend"):
+        VectorQuantizer(8, 4, search_backend="fast")
+    from vq_hf.quantization import kmeans
+
+    with pytest.raises(ValueError, match="search backend must be one of"):
+        kmeans(torch.randn(10, 2), 3, search_backend="gpu")
+    if not fused_search.interpreting():
+        with pytest.raises(RuntimeError, match="TRITON_INTERPRET"):
+            VectorQuantizer(8, 4, search_backend="triton")(torch.randn(3, 8))
+
+
 def test_availability_and_input_errors():
     x, cb = torch.randn(2, 10, 8), torch.randn(2, 4, 8)
     assert fused_search.is_available(x) is False  # CPU: search.py's GEMM path serves it
@@ -170,7 +263,11 @@ def test_availability_and_input_errors():
         fused_search.fused_nearest_codes(x, torch.randn(2, 0, 8))
     with pytest.raises(ValueError, match="counts and sums"):
         fused_search.fused_quantize(x, cb, counts=torch.zeros(2, 4))
-    if not fused_search._interpreting():
+    with pytest.raises(ValueError, match="weights only weigh the statistics"):
+        fused_search.fused_quantize(x, cb, weights=torch.ones(10))
+    with pytest.raises(ValueError, match=r"weights must be a float32 \(10,\)"):
+        fused_search.fused_quantize(x, cb, counts=torch.zeros(2, 4), sums=torch.zeros(2, 4, 8), weights=torch.ones(9))
+    if not fused_search.interpreting():
         with pytest.raises(RuntimeError, match="TRITON_INTERPRET"):
             fused_search.fused_nearest_codes(x, cb)
 

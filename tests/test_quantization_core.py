@@ -40,6 +40,66 @@ def test_straight_through_and_loss_gradients_are_analytic():
     torch.testing.assert_close(vq.codebook.grad[0], expected)
 
 
+def _reference_gradient_rule(z, codebook, codes, weights, beta):
+    """Eq. 2 written with plain autograd ops: the oracle for the fused autograd node."""
+    G, N, D = z.shape
+    q = torch.stack([codebook[g].index_select(0, codes[g]) for g in range(G)])
+    denom = (weights.sum() * G * D).clamp_min(1.0)
+    codebook_loss = (((z.detach() - q) ** 2).sum(-1) * weights).sum() / denom
+    commitment_loss = (((z - q.detach()) ** 2).sum(-1) * weights).sum() / denom
+    out = q.detach() + (z - z.detach())
+    return out, codebook_loss + beta * commitment_loss, codebook_loss, commitment_loss
+
+
+@pytest.mark.parametrize("used", [(0,), (1,), (2,), (3,), (0, 1), (0, 2, 3), (0, 1, 2, 3)])
+def test_gradient_rule_node_matches_plain_autograd_for_every_output(used):
+    """Each output (quantized, loss, codebook term, commitment term) and their sums give the gradients that
+    plain autograd gives, to z and to the codebook, with padding and 3 codebooks."""
+    from vq_hf.quantization.updates import gradient_rule_step
+
+    gen = torch.Generator().manual_seed(sum(used))
+    G, N, D, K, beta = 3, 11, 5, 7, 0.3
+    z0 = torch.randn(G, N, D, generator=gen, dtype=torch.float64)
+    cb0 = torch.randn(G, K, D, generator=gen, dtype=torch.float64)
+    codes = torch.randint(0, K, (G, N), generator=gen)
+    weights = (torch.rand(N, generator=gen) > 0.3).double()
+    probe = torch.randn(G, N, D, generator=gen, dtype=torch.float64)
+    grads = []
+    for fn in (gradient_rule_step, _reference_gradient_rule):
+        z, cb = z0.clone().requires_grad_(True), cb0.clone().requires_grad_(True)
+        outs = fn(z, cb, codes, weights, beta)
+        terms = [(outs[0] * probe).sum(), 1.7 * outs[1], -0.6 * outs[2], 2.1 * outs[3]]
+        sum(terms[i] for i in used).backward()
+        grads.append((outs, z.grad, cb.grad))
+    (o_new, gz_new, gc_new), (o_ref, gz_ref, gc_ref) = grads
+    for a, b in zip(o_new, o_ref):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    for new, ref in ((gz_new, gz_ref), (gc_new, gc_ref)):
+        if ref is None or not ref.abs().sum():
+            assert new is None or not new.abs().sum()
+        else:
+            torch.testing.assert_close(new, ref, rtol=1e-12, atol=1e-12)
+
+
+def test_gradient_rule_node_with_a_codebook_without_grad_and_all_padding():
+    from vq_hf.quantization.updates import gradient_rule_step
+
+    gen = torch.Generator().manual_seed(0)
+    z = torch.randn(2, 6, 3, generator=gen, dtype=torch.float64, requires_grad=True)
+    cb = torch.randn(2, 4, 3, generator=gen, dtype=torch.float64, requires_grad=True)
+    codes = torch.randint(0, 4, (2, 6), generator=gen)
+    weights = torch.tensor([1.0, 0, 1, 1, 0, 1], dtype=torch.float64)
+    # (No gradcheck: stop-gradients and the straight-through estimator are deliberately not the
+    # derivatives of the forward values; the oracle test above pins the intended gradients.)
+    # EMA rule: a codebook without gradient gets none, z still gets straight-through + commitment.
+    out = gradient_rule_step(z, cb.detach(), codes, weights, 0.25)
+    out[1].backward()
+    assert z.grad is not None and cb.grad is None
+    # All positions padding: zero losses, no NaN.
+    out = gradient_rule_step(z, cb, codes, torch.zeros(6, dtype=torch.float64), 0.25)
+    assert out[1].item() == 0.0 and out[2].item() == 0.0
+
+
 def test_nearest_code_is_squared_euclidean_argmin_and_chunking_is_exact():
     torch.manual_seed(1)
     x = torch.randn(3, 500, 8) * 3 + 5
@@ -162,6 +222,54 @@ def test_masked_batch_norm_matches_batchnorm1d_on_real_positions():
     torch.testing.assert_close(bn.running_var, ref.running_var)
     bn.eval(), ref.eval()
     torch.testing.assert_close(bn(x), ref(x.reshape(-1, 5)).reshape(x.shape))
+
+
+def _reference_masked_bn(x, mask, weight, bias, running_mean, running_var, eps=1e-5):
+    """Masked batch norm written with plain autograd ops: the oracle for the fused autograd node."""
+    real = mask.reshape(-1, 1)
+    xf = x.reshape(-1, x.shape[-1])
+    n = real.sum().to(x.dtype)
+    mean = torch.where(real, xf, 0.0).sum(0) / n.clamp_min(1.0)
+    var = (torch.where(real, xf - mean, 0.0) ** 2).sum(0) / n.clamp_min(1.0)
+    mean = torch.where(n > 0, mean, running_mean)
+    var = torch.where(n > 0, var, running_var)
+    return (((xf - mean) / torch.sqrt(var + eps)) * weight + bias).reshape(x.shape)
+
+
+@pytest.mark.parametrize("case", ["masked", "no_mask", "all_padding", "one_real_row"])
+def test_masked_batch_norm_gradients_match_plain_autograd(case):
+    """The closed-form backward equals autograd through the masked statistics, padding outputs included
+    (they depend on the batch statistics too), and the forward equals the plain formula."""
+    gen = torch.Generator().manual_seed(7)
+    x0 = torch.randn(6, 5, 4, generator=gen, dtype=torch.float64) * 3 + 1
+    mask = torch.rand(6, 5, generator=gen) > 0.4
+    if case == "no_mask":
+        mask[:] = True
+    elif case == "all_padding":
+        mask[:] = False
+    elif case == "one_real_row":
+        mask[:] = False
+        mask[2, 3] = True
+    x0 = torch.where(mask[..., None], x0, 1e3 * x0)  # junk in padding must not reach the statistics
+    probe = torch.randn(6, 5, 4, generator=gen, dtype=torch.float64)
+    weight = torch.rand(4, generator=gen, dtype=torch.float64) + 0.5
+    bias = torch.randn(4, generator=gen, dtype=torch.float64)
+    results = []
+    for use_ref in (False, True):
+        bn = MaskedBatchNorm(4).double()
+        with torch.no_grad():
+            bn.weight.copy_(weight)
+            bn.bias.copy_(bias)
+            bn.running_var.fill_(2.0)
+        x = x0.clone().requires_grad_(True)
+        if use_ref:
+            y = _reference_masked_bn(x, mask, bn.weight, bn.bias, bn.running_mean, bn.running_var)
+        else:
+            y = bn(x, None if case == "no_mask" else mask).double()
+        (y * probe).sum().backward()
+        results.append((y.detach(), x.grad, bn.weight.grad, bn.bias.grad))
+    for new, ref in zip(*results):
+        torch.testing.assert_close(new, ref, rtol=1e-5, atol=1e-5)  # the module computes in fp32
 
 
 def test_batch_norm_shared_vs_per_codebook_statistics():

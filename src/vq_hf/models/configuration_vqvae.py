@@ -20,6 +20,8 @@ import math
 
 from transformers import PretrainedConfig
 
+from ..quantization.search import SEARCH_BACKENDS
+
 ARCHITECTURES = ("cifar10", "handwriting", "speech")
 QUANTIZER_TYPES = ("vanilla", "ema", "reestimating")
 REESTIMATION_UNITS = ("steps", "epochs")
@@ -99,7 +101,7 @@ class VQVAEConfig(PretrainedConfig):
         codebook_size, num_codebooks, quantizer_type, batch_norm, commitment_cost, codebook_lr_multiplier,
         ema_decay, ema_epsilon, warmup_steps, reestimate_every, reestimate_steps, reservoir_size,
         reestimation_unit, kmeans_restarts, kmeans_max_iters, kmeans_tol, seed, search_memory_mb,
-        batch_norm_shared, dead_code_window, running_usage_decay, check_finite:
+        batch_norm_shared, dead_code_window, running_usage_decay, check_finite, search_backend:
             the options of `VectorQuantizer`, same names and meanings. `batch_norm` is applied by the quantizer
             itself for CIFAR (shared across groups); for the sequence models it is a masked BatchNorm1d on the
             encoder features *before* the linear projection into the quantizer (reference master).
@@ -148,6 +150,7 @@ class VQVAEConfig(PretrainedConfig):
         dead_code_window: int = 100,
         running_usage_decay: float = 0.99,
         check_finite: bool = True,
+        search_backend: str = "auto",
         # --- inputs ---
         num_channels: int | None = None,
         image_size: int | None = None,
@@ -205,6 +208,9 @@ class VQVAEConfig(PretrainedConfig):
         self.dead_code_window = dead_code_window
         self.running_usage_decay = running_usage_decay
         self.check_finite = bool(check_finite)
+        if search_backend not in SEARCH_BACKENDS:
+            raise ValueError(f"VQVAEConfig: search_backend={search_backend!r}; expected one of {SEARCH_BACKENDS}")
+        self.search_backend = search_backend
         self.ctc_blank_id = ctc_blank_id
         self.ctc_loss_reduction = ctc_loss_reduction
         self.ctc_zero_infinity = bool(ctc_zero_infinity)
@@ -423,6 +429,7 @@ class VQVAEConfig(PretrainedConfig):
             "dead_code_window": self.dead_code_window,
             "running_usage_decay": self.running_usage_decay,
             "check_finite": self.check_finite,
+            "search_backend": self.search_backend,
         }
         if self.architecture == "cifar10":
             kw["batch_norm_shared"] = self.batch_norm_shared

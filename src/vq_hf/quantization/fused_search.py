@@ -54,6 +54,7 @@ __all__ = [
     "PRECISIONS",
     "fused_nearest_codes",
     "fused_quantize",
+    "interpreting",
     "is_available",
     "triton_importable",
 ]
@@ -110,13 +111,13 @@ if triton is not None:
 
     def _nearest_code_kernel(
         x_ptr, cb_ptr, cbc_ptr, sq_ptr, center_ptr,
-        codes_ptr, dist_ptr, quant_ptr, counts_ptr, sums_ptr,
+        codes_ptr, dist_ptr, quant_ptr, counts_ptr, sums_ptr, w_ptr,
         N, K, D,
         stride_xg, stride_xn, stride_xd,
         stride_cg, stride_ck, stride_cd,
         BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr,
         X_RESIDENT: tl.constexpr, PRECISION: tl.constexpr,
-        WRITE_QUANT: tl.constexpr, STATS: tl.constexpr,
+        WRITE_QUANT: tl.constexpr, STATS: tl.constexpr, HAS_WEIGHTS: tl.constexpr,
     ):
         # Grid: (cdiv(N, BLOCK_N), G). cbc (centred codebook) and sq (its squared norms) are contiguous
         # (G, K, D) / (G, K); quant (G, N, D), sums (G, K, D), counts (G, K), codes, dist (G, N) too.
@@ -209,8 +210,15 @@ if triton is not None:
         if WRITE_QUANT or STATS:
             code64 = code.to(tl.int64)
             e_rows = cb_ptr + g * stride_cg + code64[:, None] * stride_ck
+            # Weighted statistics: a zero weight (padding) adds nothing, and is not even issued as an atomic.
+            if HAS_WEIGHTS:
+                wv = tl.load(w_ptr + rows64, mask=row_ok, other=0.0)
+                stat_ok = row_ok & (wv != 0.0)
+            else:
+                wv = tl.full((BLOCK_N,), 1.0, tl.float32)
+                stat_ok = row_ok
             if STATS:
-                tl.atomic_add(counts_ptr + g * K + code64, tl.full((BLOCK_N,), 1.0, tl.float32), mask=row_ok)
+                tl.atomic_add(counts_ptr + g * K + code64, wv, mask=stat_ok)
             for d_start in range(0, D, BLOCK_D):
                 dd = d_start + dd0
                 m = row_ok[:, None] & (dd < D)[None, :]
@@ -218,13 +226,14 @@ if triton is not None:
                     ev = tl.load(e_rows + dd[None, :] * stride_cd, mask=m, other=0.0)
                     tl.store(quant_ptr + out_off[:, None] * D + dd[None, :], ev, mask=m)
                 if STATS:
-                    xv = tl.load(x_rows + dd[None, :] * stride_xd, mask=m, other=0.0)
-                    tl.atomic_add(sums_ptr + (g * K + code64)[:, None] * D + dd[None, :], xv, mask=m)
+                    ms = m & stat_ok[:, None]
+                    xv = tl.load(x_rows + dd[None, :] * stride_xd, mask=ms, other=0.0)
+                    tl.atomic_add(sums_ptr + (g * K + code64)[:, None] * D + dd[None, :], xv * wv[:, None], mask=ms)
 
     _JIT_KERNEL = triton.jit(_nearest_code_kernel)
 
 
-def _interpreting() -> bool:
+def interpreting() -> bool:
     """Whether Triton was imported in interpreter mode (TRITON_INTERPRET=1 before ``import triton``)."""
     try:
         return bool(triton.knobs.runtime.interpret)
@@ -288,6 +297,7 @@ def fused_quantize(
     return_quantized: bool = False,
     counts: Optional[torch.Tensor] = None,
     sums: Optional[torch.Tensor] = None,
+    weights: Optional[torch.Tensor] = None,
     block_sizes: Optional[dict] = None,
 ) -> FusedSearchOutput:
     """Nearest codeword of every vector, optionally with the gathered codewords and EMA statistics.
@@ -300,6 +310,8 @@ def fused_quantize(
         counts: optional (G, K) float32 tensor; the number of vectors assigned to each code is added to it
             in place. Must be given together with ``sums``.
         sums: optional (G, K, D) float32 tensor; the sum of the vectors assigned to each code is added in place.
+        weights: optional (N,) float32 per-vector weights of the statistics (0 = padding, left out); only
+            with ``counts`` / ``sums``. Without them every vector counts once.
         block_sizes: override of the tile sizes (keys BLOCK_N, BLOCK_K, BLOCK_D); for tests of tails.
 
     Returns:
@@ -320,6 +332,13 @@ def fused_quantize(
                              f"{tuple(sums.shape)}")
         if counts.device != x.device or sums.device != x.device:
             raise ValueError(f"counts ({counts.device}) and sums ({sums.device}) must be on {x.device}")
+    if weights is not None:
+        if not stats:
+            raise ValueError("weights only weigh the statistics: pass counts and sums with them")
+        if weights.shape != (n,) or weights.dtype != torch.float32 or weights.device != x.device:
+            raise ValueError(f"weights must be a float32 ({n},) tensor on {x.device}; got {weights.dtype} "
+                             f"{tuple(weights.shape)} on {weights.device}")
+        weights = weights.contiguous()
 
     codes = torch.empty((g, n), dtype=torch.int64, device=x.device)
     distances = torch.empty((g, n), dtype=torch.float32, device=x.device)
@@ -338,7 +357,7 @@ def fused_quantize(
     if block_sizes:
         config.update(block_sizes)
         config["X_RESIDENT"] = d <= config["BLOCK_D"]
-    if not on_cuda and not _interpreting():
+    if not on_cuda and not interpreting():
         raise RuntimeError(
             "fused_search got CPU tensors, which only Triton's interpreter can run: set TRITON_INTERPRET=1 "
             "before triton is first imported (e.g. in a subprocess), or use search.nearest_codes on CPU"
@@ -354,10 +373,11 @@ def fused_quantize(
             quantized if return_quantized else dummy,
             counts if stats else dummy,
             sums if stats else dummy,
+            weights if weights is not None else dummy,
             n, k, d,
             x.stride(0), x.stride(1), x.stride(2),
             codebook.stride(0), codebook.stride(1), codebook.stride(2),
-            PRECISION=precision, WRITE_QUANT=return_quantized, STATS=stats,
+            PRECISION=precision, WRITE_QUANT=return_quantized, STATS=stats, HAS_WEIGHTS=weights is not None,
             **config,
         )
     return FusedSearchOutput(codes, distances, quantized, counts, sums)
@@ -373,28 +393,46 @@ def _specialisation(x: torch.Tensor, codebook: torch.Tensor, precision: str) -> 
     return (x.device.index, precision, tuple(sorted(cfg.items())))
 
 
-def fused_nearest_codes(x: torch.Tensor, codebook: torch.Tensor, *, precision: str = "tf32x3"):
+@torch.compiler.disable  # an opaque call under torch.compile: the kernel launch is not traced
+def fused_nearest_codes(
+    x: torch.Tensor,
+    codebook: torch.Tensor,
+    *,
+    precision: str = "tf32x3",
+    counts: Optional[torch.Tensor] = None,
+    sums: Optional[torch.Tensor] = None,
+    weights: Optional[torch.Tensor] = None,
+):
     """search.py's contract: ``(x (G, N, D) fp32, codebook (G, K, D) fp32) -> (codes (G, N) int64,
-    distances (G, N) fp32)``, computed without materialising the (G, N, K) distance matrix."""
+    distances (G, N) fp32)``, computed without materialising the (G, N, K) distance matrix.
+
+    With ``counts`` (G, K) / ``sums`` (G, K, D) (and optional ``weights`` (N,)), the EMA statistics of the
+    assignment are added to them in place, in the kernel's epilogue — or by the torch path when this shape's
+    kernel failed to compile, so the caller can rely on them either way."""
     key = _specialisation(x, codebook, precision) if x.is_cuda else None
-    if key in _BROKEN:
-        return _torch_fallback(x, codebook)
-    try:
-        out = fused_quantize(x, codebook, precision=precision)
-    except (ValueError, TypeError):
-        raise  # bad input: the caller's error, not the kernel's
-    except Exception as err:  # noqa: BLE001 - compilation failures differ across Triton versions
-        if key is None or not _is_compile_error(err):
-            raise
-        _BROKEN[key] = f"{type(err).__name__}: {err}"
-        warnings.warn(
-            f"fused_search: the Triton kernel failed to compile for {key} with Triton "
-            f"{triton.__version__}; using the torch GEMM search for these shapes instead. Error: {_BROKEN[key]}",
-            RuntimeWarning,
-            stacklevel=2,
-        )
-        return _torch_fallback(x, codebook)
-    return out.codes, out.distances
+    if key not in _BROKEN:
+        try:
+            out = fused_quantize(x, codebook, precision=precision, counts=counts, sums=sums, weights=weights)
+            return out.codes, out.distances
+        except (ValueError, TypeError):
+            raise  # bad input: the caller's error, not the kernel's
+        except Exception as err:  # noqa: BLE001 - compilation failures differ across Triton versions
+            if key is None or not _is_compile_error(err):
+                raise
+            _BROKEN[key] = f"{type(err).__name__}: {err}"
+            warnings.warn(
+                f"fused_search: the Triton kernel failed to compile for {key} with Triton "
+                f"{triton.__version__}; using the torch GEMM search for these shapes instead. Error: {_BROKEN[key]}",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+    codes, distances = _torch_fallback(x, codebook)
+    if counts is not None:
+        from .updates import ema_accumulate_  # noqa: PLC0415 - only this rare fallback needs it
+
+        w = torch.ones(x.shape[1], dtype=torch.float32, device=x.device) if weights is None else weights
+        ema_accumulate_(counts, sums, x, codes, w)
+    return codes, distances
 
 
 def _is_compile_error(err: BaseException) -> bool:

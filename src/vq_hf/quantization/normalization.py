@@ -87,29 +87,83 @@ class MaskedBatchNorm(nn.Module):
             xf = x.float().reshape(-1, self.num_features)
             if self.training:
                 if mask is None:
-                    m = torch.ones(xf.shape[0], 1, dtype=torch.float32, device=x.device)
+                    real = torch.ones(xf.shape[0], 1, dtype=torch.bool, device=x.device)
                 else:
-                    m = mask.reshape(-1, 1).to(torch.float32)
-                # where(), not multiply: padding may hold anything, and NaN * 0 is NaN.
-                real = m > 0
-                xz = torch.where(real, xf, torch.zeros((), device=x.device))
-                n = m.sum()
-                n_safe = n.clamp_min(1.0)
-                mean = xz.sum(0) / n_safe
-                centred = torch.where(real, xf - mean, torch.zeros((), device=x.device))
-                var = (centred * centred).sum(0) / n_safe
-                has_data = n > 0
-                mean = torch.where(has_data, mean, self.running_mean)
-                var = torch.where(has_data, var, self.running_var)
+                    real = mask.reshape(-1, 1).to(device=x.device, dtype=torch.bool)
+                weight = self.weight.float() if self.affine else None
+                bias = self.bias.float() if self.affine else None
+                y, mean, var, n = _MaskedBatchNormTrain.apply(
+                    xf, real, weight, bias, self.running_mean, self.running_var, self.eps
+                )
                 with torch.no_grad():
+                    has_data = n > 0
                     unbiased = var * (n / (n - 1.0).clamp_min(1.0))
-                    mom = self.momentum * has_data.float()
-                    self.running_mean.mul_(1.0 - mom).add_(mom * mean.detach())
-                    self.running_var.mul_(1.0 - mom).add_(mom * unbiased.detach())
+                    mom = self.momentum * has_data.float()  # 0 leaves the running statistics untouched
+                    self.running_mean.lerp_(mean, mom)
+                    self.running_var.lerp_(unbiased, mom)
                     self.num_batches_tracked.add_(has_data.long())
             else:
-                mean, var = self.running_mean, self.running_var
-            y = (xf - mean) * torch.rsqrt(var + self.eps)
-            if self.affine:
-                y = y * self.weight.float() + self.bias.float()
+                y = (xf - self.running_mean) * torch.rsqrt(self.running_var + self.eps)
+                if self.affine:
+                    y = torch.addcmul(self.bias.float(), y, self.weight.float())
         return y.reshape(x.shape).to(dtype)
+
+
+class _MaskedBatchNormTrain(torch.autograd.Function):
+    """Training-mode masked batch norm as one autograd node.
+
+    Why: written with autograd ops it records ~65 small operators per forward + backward (masks, two
+    reductions, ``where`` for the no-data case, the affine map), each a kernel launch on a GPU. With
+    ``x̂ = (x − μ)·r``, ``r = (σ² + ε)^{-1/2}``, statistics over the n real rows R and ``g = ∂L/∂y · γ``,
+    the input gradient has the closed form (sums over *all* rows, since padded outputs also depend on μ, σ)
+
+        ∂L/∂x_j = r · (g_j − [j ∈ R] · (Σ_i g_i + x̂_j Σ_i g_i x̂_i) / n)
+
+    and without real rows (running statistics used, constants) ``∂L/∂x_j = r·g_j``. Not twice
+    differentiable.
+
+    Inputs: ``x`` (M, C) fp32, ``real`` (M, 1) bool, ``weight`` / ``bias`` (C,) fp32 or None, the running
+    statistics (used where the batch has no real row), ``eps``. Outputs: ``y`` (M, C) and, without
+    gradient, the batch mean, biased variance (C,) and the number of real rows (0-dim).
+    """
+
+    @staticmethod
+    def forward(ctx, x, real, weight, bias, running_mean, running_var, eps):
+        # where(), not multiply: padding may hold anything, and NaN * 0 is NaN.
+        zero = torch.zeros((), dtype=x.dtype, device=x.device)
+        real_f = real.to(x.dtype)
+        n = real_f.sum()
+        inv_n = 1.0 / n.clamp_min(1.0)
+        mean = torch.where(real, x, zero).sum(0) * inv_n
+        centred = torch.where(real, x - mean, zero)
+        var = (centred * centred).sum(0) * inv_n
+        has_data = n > 0
+        mean = torch.where(has_data, mean, running_mean)
+        var = torch.where(has_data, var, running_var)
+        rstd = torch.rsqrt(var + eps)
+        xhat = (x - mean) * rstd
+        y = xhat if weight is None else torch.addcmul(bias, xhat, weight)
+        # Per-row factor of the statistics' gradient term: 1/n on real rows of a batch with data, else 0.
+        stat_coef = real_f * (inv_n * has_data.to(x.dtype))
+        ctx.save_for_backward(xhat, rstd, weight, stat_coef)
+        ctx.mark_non_differentiable(mean, var, n)
+        ctx.set_materialize_grads(False)
+        return y, mean, var, n
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, dy, _mean, _var, _n):
+        xhat, rstd, weight, stat_coef = ctx.saved_tensors
+        if dy is None:
+            return None, None, None, None, None, None, None
+        grad_x = grad_weight = grad_bias = None
+        g = dy if weight is None else dy * weight
+        if ctx.needs_input_grad[0]:
+            gx = g * xhat
+            t = torch.addcmul(g.sum(0), xhat, gx.sum(0))  # Σg + x̂_j·Σ g x̂, per row
+            grad_x = torch.addcmul(g, t, stat_coef, value=-1.0) * rstd
+        if weight is not None and ctx.needs_input_grad[2]:
+            grad_weight = (dy * xhat).sum(0)
+        if weight is not None and ctx.needs_input_grad[3]:
+            grad_bias = dy.sum(0)
+        return grad_x, None, grad_weight, grad_bias, None, None, None

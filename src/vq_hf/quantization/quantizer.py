@@ -22,8 +22,8 @@ from .metrics import code_histogram, perplexity_from_counts
 from .normalization import MaskedBatchNorm
 from .reservoir import Reservoir
 from .schedule import ReestimationSchedule
-from .search import DEFAULT_SEARCH_MEMORY_MB, nearest_codes
-from .updates import ema_accumulate_, ema_apply_, vq_losses
+from .search import DEFAULT_SEARCH_MEMORY_MB, SEARCH_BACKENDS, fused_nearest_codes, nearest_codes, use_fused_search
+from .updates import ema_accumulate_, ema_apply_, gradient_rule_step
 
 __all__ = ["VectorQuantizer", "VectorQuantizerOutput", "set_update_boundary", "start_epoch"]
 
@@ -129,6 +129,9 @@ class VectorQuantizer(nn.Module):
         running_usage_decay: decay of the running usage histogram behind ``running_perplexity``.
         check_finite: raise on NaN/Inf input (one host synchronisation per forward). When False, non-finite
             vectors are treated as padding instead (excluded from BN statistics, reservoir, EMA, losses).
+        search_backend: ``"auto"`` (the fused Triton kernel on CUDA when Triton imports, with the EMA
+            statistics accumulated in its epilogue; the chunked torch search otherwise), ``"torch"`` or
+            ``"triton"`` (see :mod:`vq_hf.quantization.search`).
 
     Step counting and gradient accumulation: every training forward belongs to the current optimizer
     step. By default (``set_update_boundary(model, True)``) each training forward is one step: it applies
@@ -170,6 +173,7 @@ class VectorQuantizer(nn.Module):
         dead_code_window: int = 100,
         running_usage_decay: float = 0.99,
         check_finite: bool = True,
+        search_backend: str = "auto",
     ):
         super().__init__()
         _check_int("dim", dim, 1)
@@ -197,6 +201,8 @@ class VectorQuantizer(nn.Module):
         _check_float("search_memory_mb", search_memory_mb, lo=0.0, lo_open=True)
         _check_int("dead_code_window", dead_code_window, 1)
         _check_float("running_usage_decay", running_usage_decay, lo=0.0, hi=1.0, hi_open=True)
+        if search_backend not in SEARCH_BACKENDS:
+            raise ValueError(f"search_backend must be one of {SEARCH_BACKENDS}, got {search_backend!r}")
 
         self.dim = dim
         self.codebook_size = codebook_size
@@ -215,6 +221,7 @@ class VectorQuantizer(nn.Module):
         self.dead_code_window = dead_code_window
         self.running_usage_decay = float(running_usage_decay)
         self.check_finite = check_finite
+        self.search_backend = search_backend
         self.seed = seed
         self.schedule = ReestimationSchedule(
             warmup=warmup_steps,
@@ -450,10 +457,10 @@ class VectorQuantizer(nn.Module):
 
             # Host-side schedule (warm-up switch, reservoir, re-estimation): outside any compiled graph.
             quantizing, reestimated = self._before_quantization(zg.detach(), valid)
-            out, codes, loss, codebook_loss, commitment_loss = self._quantize(zg, weights, quantizing)
+            out, codes, loss, codebook_loss, commitment_loss, accumulated = self._quantize(zg, weights, quantizing)
             with torch.no_grad():
                 hist = code_histogram(codes, self.codebook_size, weights)
-                step = self._after_quantization(zg.detach(), codes, weights, hist, quantizing)
+                step = self._after_quantization(zg.detach(), codes, weights, hist, quantizing, accumulated)
                 metrics = self._metrics(zg.detach(), hist, weights, step)
 
         quantized = out.transpose(0, 1).reshape(*lead, self.dim).to(x.dtype)
@@ -515,7 +522,8 @@ class VectorQuantizer(nn.Module):
 
     def _quantize(self, zg: torch.Tensor, weights: torch.Tensor, quantizing: bool):
         """The per-step tensor path (no host synchronisation, no value-dependent branches): search, gather,
-        losses, straight-through. ``zg`` (G, N, D) fp32, ``weights`` (N,)."""
+        losses, straight-through. ``zg`` (G, N, D) fp32, ``weights`` (N,). The last value returned says
+        whether the EMA statistics of this micro-batch were already accumulated (by the fused kernel)."""
         ema = self.quantizer_type == "ema"
         if ema:
             # EMA: the codebook is rewritten in place after this forward; a compiled backward may save (or
@@ -523,30 +531,34 @@ class VectorQuantizer(nn.Module):
             # the type, not by requires_grad: a stray requires_grad=True (e.g. set by a loader) gives no gradient.
             codebook = self._codebook_snapshot()
         else:
-            codebook = self.codebook.detach().float()
-        codes, _ = nearest_codes(zg.detach(), codebook, memory_mb=self.search_memory_mb)
+            codebook = self.codebook.float()
+        accumulate = ema and quantizing and self.training
+        if use_fused_search(zg, self.search_backend):
+            stats = (self.pending_count, self.pending_sum, weights) if accumulate else (None, None, None)
+            codes, _ = fused_nearest_codes(zg.detach(), codebook.detach(), counts=stats[0], sums=stats[1],
+                                           weights=stats[2])
+        else:
+            codes, _ = nearest_codes(zg.detach(), codebook.detach(), memory_mb=self.search_memory_mb, use_fused=False)
+            accumulate = False
         if quantizing:
-            q = self._lookup(codes, codebook) if ema else self._lookup(codes)
-            codebook_loss, commitment_loss = vq_losses(zg, q, weights)
-            loss = codebook_loss + self.commitment_cost * commitment_loss
-            # Forward value is exactly q (z − z = 0), so decode(codes) equals the output bit for bit;
-            # the gradient reaches z unchanged (straight-through).
-            out = q.detach() + (zg - zg.detach())
+            out, loss, codebook_loss, commitment_loss = gradient_rule_step(
+                zg, codebook, codes, weights, self.commitment_cost
+            )
         else:
             zero = torch.zeros((), dtype=torch.float32, device=zg.device)
             codebook_loss = commitment_loss = loss = zero
             out = zg
-        return out, codes, loss, codebook_loss, commitment_loss
+        return out, codes, loss, codebook_loss, commitment_loss, accumulate
 
     @torch.compiler.disable
     @torch.no_grad()
-    def _after_quantization(self, zg, codes, weights, hist, quantizing: bool) -> int:
-        """Training-forward state updates: EMA accumulation/application, usage statistics, step counters.
-        Returns the step the metrics refer to."""
+    def _after_quantization(self, zg, codes, weights, hist, quantizing: bool, accumulated: bool) -> int:
+        """Training-forward state updates: EMA accumulation (unless the fused search ``accumulated`` it
+        already) and application, usage statistics, step counters. Returns the step the metrics refer to."""
         step = self._read("step")
         if not self.training:
             return step
-        if quantizing and self.quantizer_type == "ema":
+        if quantizing and self.quantizer_type == "ema" and not accumulated:
             ema_accumulate_(self.pending_count, self.pending_sum, zg, codes, weights)
         total = hist.sum(-1, keepdim=True)
         p = hist / total.clamp_min(1.0)
@@ -574,9 +586,11 @@ class VectorQuantizer(nn.Module):
         enc_norm = (zg.norm(dim=-1) * weights).sum(-1) / n  # (G,)
         code_norm = self.codebook.detach().float().norm(dim=-1).mean(-1)  # (G,)
         dead = (step - self.last_used_step) >= self.dead_code_window
+        # One stacked call instead of two: on a GPU every small reduction is a kernel launch.
+        perplexity, running_perplexity = perplexity_from_counts(torch.stack((hist, self.usage_ema)))
         return {
-            "perplexity": perplexity_from_counts(hist),
-            "running_perplexity": perplexity_from_counts(self.usage_ema),
+            "perplexity": perplexity,
+            "running_perplexity": running_perplexity,
             "used_codes": (hist > 0).sum(-1),
             "dead_code_fraction": dead.float().mean(-1),
             "norm_ratio": enc_norm / code_norm.clamp_min(1e-12),
@@ -612,7 +626,7 @@ class VectorQuantizer(nn.Module):
                 gen = self._generator("kmeans", data.device, count, g)
                 res = kmeans(
                     data, K, n_init=self.kmeans_restarts, max_iters=self.kmeans_max_iters, tol=self.kmeans_tol,
-                    generator=gen, memory_mb=self.search_memory_mb,
+                    generator=gen, memory_mb=self.search_memory_mb, search_backend=self.search_backend,
                 )
                 self.codebook[g].copy_(res.centroids.to(self.codebook.dtype))
                 self.last_inertia[g] = res.inertia

@@ -12,7 +12,11 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["nearest_codes", "DEFAULT_SEARCH_MEMORY_MB"]
+__all__ = ["nearest_codes", "fused_nearest_codes", "use_fused_search", "DEFAULT_SEARCH_MEMORY_MB", "SEARCH_BACKENDS"]
+
+# "auto": the fused Triton kernel on CUDA when Triton imports, the torch path otherwise; "torch": always the
+# torch path (the reference); "triton": always the kernel (CUDA, or CPU under Triton's interpreter for tests).
+SEARCH_BACKENDS = ("auto", "torch", "triton")
 
 DEFAULT_SEARCH_MEMORY_MB = 256
 # On CPU a distance block that stays in cache is faster than one big GEMM + argmin pass over memory
@@ -34,6 +38,37 @@ def _fused_module():
             fused_search = None
         _FUSED = fused_search
     return _FUSED
+
+
+def use_fused_search(x: torch.Tensor, backend: str = "auto") -> bool:
+    """Whether ``backend`` sends the search of ``x`` to the fused Triton kernel.
+
+    Raises:
+        ValueError: unknown backend.
+        RuntimeError: ``"triton"`` where the kernel cannot run (Triton does not import, or CPU tensors
+            without Triton's interpreter).
+    """
+    if backend not in SEARCH_BACKENDS:
+        raise ValueError(f"search backend must be one of {SEARCH_BACKENDS}, got {backend!r}")
+    if backend == "torch":
+        return False
+    fused = _fused_module()
+    if backend == "auto":
+        return bool(x.is_cuda and fused is not None and fused.is_available(x))
+    if fused is None or not fused.triton_importable():
+        raise RuntimeError("search backend 'triton' needs Triton, which does not import here; use 'auto' or 'torch'")
+    if not x.is_cuda and not fused.interpreting():
+        raise RuntimeError(
+            f"search backend 'triton' got {x.device.type} tensors: the kernel runs on CUDA, or on CPU only under "
+            "Triton's interpreter (TRITON_INTERPRET=1 set before triton is imported); use 'auto' or 'torch'"
+        )
+    return True
+
+
+def fused_nearest_codes(x: torch.Tensor, codebook: torch.Tensor, **kwargs) -> tuple[torch.Tensor, torch.Tensor]:
+    """The fused kernel's search (:func:`vq_hf.quantization.fused_search.fused_nearest_codes`, which also takes
+    ``counts`` / ``sums`` / ``weights`` EMA accumulators); call where :func:`use_fused_search` said yes."""
+    return _fused_module().fused_nearest_codes(x, codebook, **kwargs)
 
 
 def nearest_codes(

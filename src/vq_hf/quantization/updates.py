@@ -2,8 +2,10 @@
 
 Gradient rule (vanilla, reestimating): the loss is
 ``L_cb + β·L_commit = mean‖sg(z) − e‖² + β·mean‖z − sg(e)‖²``, both element means over the real positions
-(N_real·G·D elements), as in the reference. Autograd through ``index_select`` delivers the codebook
-gradient with ``index_add`` (no one-hot).
+(N_real·G·D elements), as in the reference. :func:`gradient_rule_step` computes the gather, both terms and
+the straight-through output as one autograd node whose backward is one fused multiply-add for ``z`` and one
+``index_add`` for the codebook (no one-hot); the EMA rule uses the same node with a codebook that has no
+gradient.
 
 EMA rule: per codebook, ``N_i ← γN_i + (1−γ)n_i``, ``m_i ← γm_i + (1−γ)Σ_j z_j`` and
 ``w_i = m_i / Ñ_i`` with Laplace smoothing ``Ñ_i = (N_i + ε)/(n + Kε)·n``, ``n = Σ_i N_i``. Unlike the
@@ -16,25 +18,92 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["vq_losses", "ema_accumulate_", "ema_apply_"]
+__all__ = ["gradient_rule_step", "ema_accumulate_", "ema_apply_"]
 
 
-def vq_losses(z: torch.Tensor, q: torch.Tensor, weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Codebook and commitment terms of eq. 2.
+class _GradientRuleStep(torch.autograd.Function):
+    """Gather + eq. 2 losses + straight-through as one autograd node.
+
+    Why a custom node: autograd through ``index_select``, two squared errors, masks and means records ~25
+    small operators per step, each a kernel launch on a GPU, where the bottleneck is launch-bound. The two
+    losses have the same value (``mean‖z − e‖²``) and analytic gradients, so one saved tensor
+    ``w·(z − e)`` serves the whole backward:
+
+        ∂L/∂z = ∂L/∂out + 2(β·g_loss + g_commit)/n · w(z − e)        (straight-through + commitment)
+        ∂L/∂e_k = −2(g_loss + g_codebook)/n · Σ_{j: code j = k} w_j(z_j − e_k)   (one index_add)
+
+    with n = N_real·G·D. Not twice differentiable (``once_differentiable``).
+    """
+
+    @staticmethod
+    def forward(ctx, z, codebook, codes, weights, commitment_cost):
+        G, N, D = z.shape
+        K = codebook.shape[1]
+        flat = (codes + torch.arange(G, device=codes.device).unsqueeze(1) * K).reshape(-1)
+        q = codebook.reshape(G * K, D).index_select(0, flat).view(G, N, D)
+        diff = z - q
+        wd = diff * weights.view(1, N, 1)
+        two_over_n = 2.0 / (weights.sum() * (G * D)).clamp_min(1.0)
+        # weights are 0/1, so Σ w(z − e)·(z − e) is the masked squared error in one reduction.
+        mse = torch.dot(wd.reshape(-1), diff.reshape(-1)) * (0.5 * two_over_n)
+        ctx.save_for_backward(wd, flat, two_over_n)
+        ctx.commitment_cost = commitment_cost
+        ctx.codebook_shape = codebook.shape
+        ctx.set_materialize_grads(False)  # unused outputs get no zero tensors (and no kernels) in backward
+        codebook_loss, commitment_loss = mse, mse.clone()
+        if not codebook.requires_grad:
+            ctx.mark_non_differentiable(codebook_loss)  # EMA rule: the codebook term has nothing to train
+        return q, mse * (1.0 + commitment_cost), codebook_loss, commitment_loss
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_out, g_loss, g_codebook, g_commit):
+        wd, flat, two_over_n = ctx.saved_tensors
+        grad_z = grad_codebook = None
+        if ctx.needs_input_grad[0]:
+            coef = _sum_grads(g_loss, ctx.commitment_cost, g_commit)
+            if coef is None:
+                grad_z = grad_out
+            else:
+                scale = coef * two_over_n
+                grad_z = wd * scale if grad_out is None else torch.addcmul(grad_out, wd, scale)
+        if ctx.needs_input_grad[1]:
+            coef = _sum_grads(g_loss, 1.0, g_codebook)
+            if coef is not None:
+                G, K, D = ctx.codebook_shape
+                summed = torch.zeros(G * K, D, dtype=wd.dtype, device=wd.device).index_add_(0, flat, wd.reshape(-1, D))
+                grad_codebook = (summed * (coef * -two_over_n)).view(G, K, D)
+        return grad_z, grad_codebook, None, None, None
+
+
+def _sum_grads(g_loss, loss_weight, g_term):
+    """``loss_weight·g_loss + g_term`` for incoming gradients that may be None (output not used)."""
+    if g_loss is None:
+        return g_term
+    scaled = g_loss * loss_weight if loss_weight != 1.0 else g_loss
+    return scaled if g_term is None else scaled + g_term
+
+
+def gradient_rule_step(
+    z: torch.Tensor, codebook: torch.Tensor, codes: torch.Tensor, weights: torch.Tensor, commitment_cost: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Quantize with the straight-through estimator and the eq. 2 losses.
 
     Args:
         z: ``(G, N, D)`` fp32 encoder outputs (post-BN), with gradient.
-        q: ``(G, N, D)`` fp32 selected codewords, with gradient to the codebook (gradient rule) or without.
+        codebook: ``(G, K, D)`` fp32 codewords; with ``requires_grad`` (gradient rule) the codebook loss
+            reaches it, without (EMA rule) only ``z`` gets gradients.
+        codes: ``(G, N)`` int64 chosen codewords.
         weights: ``(N,)`` fp32, 1 on real positions and 0 on padding.
+        commitment_cost: β.
 
     Returns:
-        ``(codebook_loss, commitment_loss)``, 0-dim fp32; 0 when no position is real.
+        ``(quantized, loss, codebook_loss, commitment_loss)``: ``quantized`` (G, N, D) equals the chosen
+        codewords exactly (so ``decode(codes)`` reproduces it bit for bit) with the gradient passed straight
+        to ``z``; ``loss = codebook_loss + β·commitment_loss``; the two terms are element means over the
+        N_real·G·D real elements, 0 when no position is real.
     """
-    G, _, D = z.shape
-    denom = (weights.sum() * (G * D)).clamp_min(1.0)
-    codebook_loss = (((z.detach() - q) ** 2).sum(-1) * weights).sum() / denom
-    commitment_loss = (((z - q.detach()) ** 2).sum(-1) * weights).sum() / denom
-    return codebook_loss, commitment_loss
+    return _GradientRuleStep.apply(z, codebook, codes, weights, float(commitment_cost))
 
 
 @torch.no_grad()
