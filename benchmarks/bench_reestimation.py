@@ -206,8 +206,8 @@ def run_reservoir(device: str, repeats: int, loop: bool = True) -> list[Row]:
         return lambda: res.insert(samples, generator=gen)
 
     row = measure("reservoir", "ours vectorised insert", cfg, make_ours, device, 2, repeats)
-    if device == "cuda" and row.error is None:
-        row.extra["host_syncs"] = _count_syncs(make_ours())
+    if row.error is None:
+        row.extra["host_syncs"] = _count_syncs(make_ours(), device)
     rows.append(row)
     if loop:
         def make_loop():
@@ -226,8 +226,15 @@ def run_reservoir(device: str, repeats: int, loop: bool = True) -> list[Row]:
     return rows
 
 
-def _count_syncs(fn) -> str:
-    """'0' when fn runs under torch.cuda.set_sync_debug_mode('error') without a host synchronisation."""
+def _count_syncs(fn, device: str) -> str:
+    """Host synchronisations of one call: on CUDA, whether it runs under ``torch.cuda.set_sync_debug_mode
+    ("error")``; on CPU, the operators that would sync on a GPU, counted by ``vq_hf.profiling``."""
+    if device != "cuda":
+        from vq_hf.profiling import HostSyncCounter
+
+        with HostSyncCounter() as counter:
+            fn()
+        return f"{counter.count} (counted as on a GPU)"
     torch.cuda.synchronize()
     torch.cuda.set_sync_debug_mode("error")
     try:

@@ -10,7 +10,6 @@ loss``, and backward (gradients w.r.t. x and the codebook where it has one). Res
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
@@ -34,14 +33,10 @@ def _vq_loss(x, q, commitment=0.25):
     return torch.nn.functional.mse_loss(q, x.detach()) + commitment * torch.nn.functional.mse_loss(x, q.detach())
 
 
-def _precision(fn, tf32=False, fused=True):
+def _precision(fn, tf32=False):
     """Global switches set on every call: implementations are timed interleaved, so each sets its own."""
     def call():
         torch.backends.cuda.matmul.allow_tf32 = tf32
-        if fused:
-            os.environ.pop("VQ_HF_DISABLE_FUSED", None)
-        else:
-            os.environ["VQ_HF_DISABLE_FUSED"] = "1"
         return fn()
 
     return call
@@ -95,7 +90,7 @@ def make_search(n, d, k, g, device, fused):
     return make
 
 
-def make_ours(n, d, k, g, device, quantizer_type, use_fused=True, **options):
+def make_ours(n, d, k, g, device, quantizer_type, **options):
     def make():
         from vq_hf.quantization import VectorQuantizer
 
@@ -111,7 +106,7 @@ def make_ours(n, d, k, g, device, quantizer_type, use_fused=True, **options):
             out = vq(x)
             ((out.quantized * probe).sum() + out.loss).backward()
 
-        return _precision(step, fused=use_fused)
+        return _precision(step)
 
     return make
 
@@ -154,7 +149,10 @@ def run(device: str, warmup: int, repeats: int, sizes=None, cifar: bool = True) 
             entries.append(("plain torch TF32 (GEMM+argmin+gather)", make_plain_torch(n, d, k, device, tf32=True)))
         entries += [(f"ours {qt}", make_ours(n, d, k, g, device, qt)) for qt in ("vanilla", "ema")]
         if cuda:
-            entries.append(("ours vanilla, fused kernel off", make_ours(n, d, k, g, device, "vanilla", False)))
+            # The torch search path on the GPU (GEMM + argmin; EMA statistics by index_add): what the fused
+            # kernel (search_backend="auto" on CUDA) saves.
+            entries += [(f"ours {qt}, search_backend='torch'", make_ours(n, d, k, g, device, qt, search_backend="torch"))
+                        for qt in ("vanilla", "ema")]
         else:
             # Cache-sized row chunks: the (chunk, K) distance block stays in L2 instead of streaming to DRAM.
             entries.append((f"ours vanilla, search_memory_mb={CPU_CHUNK_MB}",

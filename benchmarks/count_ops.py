@@ -52,7 +52,7 @@ def cuda_like_search_budget():
     try:
         yield (f"CUDA-like configuration: vq_hf.quantization.search.CPU_SEARCH_BLOCK_MB raised from {cap:g} to "
                f"{budget:g} MiB (the CUDA budget) while counting, so the nearest-code search runs in one chunk as "
-               "on a GPU; the Triton fused search (CUDA only) is not counted.")
+               "on a GPU.")
     finally:
         search.CPU_SEARCH_BLOCK_MB = cap
 
