@@ -249,7 +249,8 @@ def main(argv=None):
         with cuda_like_search_budget() as note:
             rows = count_paths(quick=args.quick)
         fused_rows, fused_note = _fused_rows_in_subprocess(args.quick)
-        rows[4:4] = fused_rows
+        n_quantizer = sum(row["path"].startswith("quantizer") for row in rows)
+        rows[n_quantizer:n_quantizer] = fused_rows  # next to the torch-path quantizer rows
         note = f"{note} {fused_note}."
 
     print(note)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 
 from .distributed import all_reduce_sum_
+from .search import flat_code_index
 
 __all__ = ["code_histogram", "perplexity_from_counts", "CodebookUsageAccumulator"]
 
@@ -25,7 +26,7 @@ def code_histogram(codes: torch.Tensor, codebook_size: int, weights: torch.Tenso
         ``(G, K)`` float32 counts.
     """
     G, N = codes.shape
-    flat = (codes + torch.arange(G, device=codes.device).unsqueeze(1) * codebook_size).reshape(-1)
+    flat = flat_code_index(codes, codebook_size)
     if weights is None:
         w = torch.ones(G * N, dtype=torch.float32, device=codes.device)
     else:

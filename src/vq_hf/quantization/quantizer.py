@@ -22,7 +22,14 @@ from .metrics import code_histogram, perplexity_from_counts
 from .normalization import MaskedBatchNorm
 from .reservoir import Reservoir
 from .schedule import ReestimationSchedule
-from .search import DEFAULT_SEARCH_MEMORY_MB, SEARCH_BACKENDS, fused_nearest_codes, nearest_codes, use_fused_search
+from .search import (
+    DEFAULT_SEARCH_MEMORY_MB,
+    SEARCH_BACKENDS,
+    flat_code_index,
+    fused_nearest_codes,
+    nearest_codes,
+    use_fused_search,
+)
 from .updates import ema_accumulate_, ema_apply_, gradient_rule_step
 
 __all__ = ["VectorQuantizer", "VectorQuantizerOutput", "set_update_boundary", "start_epoch"]
@@ -372,18 +379,12 @@ class VectorQuantizer(nn.Module):
             raise ValueError(
                 f"codes must lie in [0, {self.codebook_size}); got range [{int(flat.min())}, {int(flat.max())}]"
             )
-        q = self._lookup(flat)  # (G, N, D)
+        cb = self.codebook.float().reshape(self.num_codebooks * self.codebook_size, self.code_dim)
+        q = cb.index_select(0, flat_code_index(flat, self.codebook_size)).view(*flat.shape, self.code_dim)
         out = q.transpose(0, 1).reshape(*lead, self.dim)
         if self.channel_first:
             out = out.movedim(-1, 1)
         return out
-
-    def _lookup(self, codes: torch.Tensor, codebook: torch.Tensor | None = None) -> torch.Tensor:
-        """(G, N) codes → (G, N, D) fp32 codewords; backward is an index_add into the codebook."""
-        G, N = codes.shape
-        flat = (codes + torch.arange(G, device=codes.device).unsqueeze(1) * self.codebook_size).reshape(-1)
-        cb = (self.codebook if codebook is None else codebook).float().reshape(G * self.codebook_size, self.code_dim)
-        return cb.index_select(0, flat).view(G, N, self.code_dim)
 
     # ------------------------------------------------------------------ forward
 
@@ -534,9 +535,8 @@ class VectorQuantizer(nn.Module):
             codebook = self.codebook.float()
         accumulate = ema and quantizing and self.training
         if use_fused_search(zg, self.search_backend):
-            stats = (self.pending_count, self.pending_sum, weights) if accumulate else (None, None, None)
-            codes, _ = fused_nearest_codes(zg.detach(), codebook.detach(), counts=stats[0], sums=stats[1],
-                                           weights=stats[2])
+            stats = dict(counts=self.pending_count, sums=self.pending_sum, weights=weights) if accumulate else {}
+            codes, _ = fused_nearest_codes(zg.detach(), codebook.detach(), **stats)
         else:
             codes, _ = nearest_codes(zg.detach(), codebook.detach(), memory_mb=self.search_memory_mb, use_fused=False)
             accumulate = False

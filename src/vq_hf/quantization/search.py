@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["nearest_codes", "fused_nearest_codes", "use_fused_search", "DEFAULT_SEARCH_MEMORY_MB", "SEARCH_BACKENDS"]
+__all__ = ["flat_code_index", "nearest_codes", "fused_nearest_codes", "use_fused_search", "DEFAULT_SEARCH_MEMORY_MB", "SEARCH_BACKENDS"]
 
 # "auto": the fused Triton kernel on CUDA when Triton imports, the torch path otherwise; "torch": always the
 # torch path (the reference); "triton": always the kernel (CUDA, or CPU under Triton's interpreter for tests).
@@ -38,6 +38,13 @@ def _fused_module():
             fused_search = None
         _FUSED = fused_search
     return _FUSED
+
+
+def flat_code_index(codes: torch.Tensor, codebook_size: int) -> torch.Tensor:
+    """``(G, N)`` codes → ``(G·N,)`` row indices into the ``(G·K, D)`` view of a ``(G, K, D)`` codebook (or a
+    ``(G·K,)`` histogram): one gather / ``index_add_`` then serves every group at once."""
+    G = codes.shape[0]
+    return (codes + torch.arange(G, device=codes.device).unsqueeze(1) * codebook_size).reshape(-1)
 
 
 def use_fused_search(x: torch.Tensor, backend: str = "auto") -> bool:

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import torch
 
+from .search import flat_code_index
+
 __all__ = ["gradient_rule_step", "ema_accumulate_", "ema_apply_"]
 
 
@@ -39,7 +41,7 @@ class _GradientRuleStep(torch.autograd.Function):
     def forward(ctx, z, codebook, codes, weights, commitment_cost):
         G, N, D = z.shape
         K = codebook.shape[1]
-        flat = (codes + torch.arange(G, device=codes.device).unsqueeze(1) * K).reshape(-1)
+        flat = flat_code_index(codes, K)
         q = codebook.reshape(G * K, D).index_select(0, flat).view(G, N, D)
         diff = z - q
         wd = diff * weights.view(1, N, 1)
@@ -124,7 +126,7 @@ def ema_accumulate_(
     G, K = pending_count.shape
     D = pending_sum.shape[-1]
     N = codes.shape[1]
-    flat = (codes + torch.arange(G, device=codes.device).unsqueeze(1) * K).reshape(-1)
+    flat = flat_code_index(codes, K)
     w = weights.to(torch.float32).expand(G, N)
     pending_count.view(-1).index_add_(0, flat, w.reshape(-1).to(pending_count.dtype))
     zw = torch.where(w.unsqueeze(-1) > 0, z.detach().float(), torch.zeros((), device=z.device))
