@@ -55,10 +55,13 @@ def local_model_folder(model: str) -> Path:
     """``--model``: a local folder as it is, or a hub model id checked and downloaded into the hub cache."""
     if not is_hub_id(model):
         return Path(model)
-    from huggingface_hub import snapshot_download
+    import huggingface_hub
 
     check_hub_repo(model, "model")
     try:
-        return Path(snapshot_download(model))
+        return Path(huggingface_hub.snapshot_download(model))
     except Exception as err:  # noqa: BLE001 - offline without a cached copy, or a failed download
+        if huggingface_hub.is_offline_mode():
+            raise HubRepoError(f"hub model {model!r} is not in the local hub cache and HF_HUB_OFFLINE=1 forbids "
+                               "downloading it; pass a local model folder") from None
         raise HubRepoError(f"hub model {model!r}: {type(err).__name__}: {str(err)[:200]}") from None
