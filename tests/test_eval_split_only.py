@@ -190,3 +190,31 @@ def test_speech_eval_refuses_piped_wav_scp_unless_allowed(tmp_path, speech_model
     res = _eval(tmp_path, model, data, "test", "--allow_scp_commands")
     assert flag.exists() and res["metrics"]["num_examples"] == 3
     assert f"line 1: touch {flag}" in capsys.readouterr().err
+
+
+def test_training_recipe_key_allow_scp_commands(tmp_path, speech_model):
+    """Training reads the opt-in from the recipe (`data.allow_scp_commands=true`), off by default."""
+    from vq_hf.data import KaldiDataError
+    from vq_hf.models import VQVAEConfig
+    from vq_hf.training_utils.config import load_recipe
+    from vq_hf.training_utils.tasks import get_task
+
+    _, root = speech_model
+    data = tmp_path / "piped"
+    for split in ("train", "test"):
+        shutil.copytree(root / split, data / split)
+    flag = tmp_path / "ran"
+    lines = (data / "train" / "wav.scp").read_text().splitlines()
+    utt, path = lines[1].split(maxsplit=1)
+    lines[1] = f"{utt} touch {flag}; cat {path} |"
+    (data / "train" / "wav.scp").write_text("\n".join(lines) + "\n")
+    task = get_task("speech")
+    base = ["task=speech", f"data.dataset_name={data}", f"data.cache_dir={tmp_path / 'cache'}"]
+    recipe = load_recipe(None, base)
+    assert recipe["data"]["allow_scp_commands"] is False
+    with pytest.raises(KaldiDataError, match=r"train/wav.scp line 2: .* data.allow_scp_commands=true"):
+        task.build_data(recipe, VQVAEConfig(architecture="speech"))
+    assert not flag.exists()
+    recipe = load_recipe(None, [*base, "data.allow_scp_commands=true"])
+    data_ = task.build_data(recipe, VQVAEConfig(architecture="speech"))
+    assert flag.exists() and len(data_.train) == 3 and len(data_.eval) == 3
