@@ -367,7 +367,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--dataset_name",
         default=None,
         help="cifar10: hub id / parquet folder (default: the embedded sample); handwriting: corpus zip; "
-        "speech: Kaldi data root with one folder per split (train included: CMVN is fitted on it)",
+        "speech: Kaldi data root with one folder per split, or one Kaldi folder (a train folder is needed only "
+        "when the model folder lacks a fitted preprocessor_config.json and phones.txt)",
     )
     p.add_argument("--alignments", default=None, help="handwriting: optional alignment zip")
     p.add_argument("--cache_dir", default=None,
