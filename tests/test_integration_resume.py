@@ -47,8 +47,8 @@ def test_sigkill_mid_epoch_then_resume_equals_the_uninterrupted_run(tmp_path):
     # The launcher picks its own OMP thread count; CPU float reductions depend on it, so the launched part of
     # the run uses this process's, like the in-process runs it is compared with.
     cmd = [*_accelerate_cmd(), "--cpu", "--num_processes", "1", "--num_machines", "1", "--mixed_precision", "no",
-           "--dynamo_backend", "no", "--num_cpu_threads_per_process", str(torch.get_num_threads()), str(REPO / "training" / "run_vq.py"), "--output_dir", str(killed),
-           "--max_steps", "100000", *RECIPE]
+           "--dynamo_backend", "no", "--num_cpu_threads_per_process", str(torch.get_num_threads()),
+           str(REPO / "training" / "run_vq.py"), "--output_dir", str(killed), "--max_steps", "100000", *RECIPE]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
     proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             start_new_session=True)
