@@ -47,9 +47,9 @@ def mixture(n, d, k, seed=0, device="cpu"):
 
 
 def _inertia(x, centroids):
-    from vq_hf.quantization.search import nearest_codes
+    from vq_hf.quantization.search import chunked_nearest_codes
 
-    _, dist = nearest_codes(x[None].float(), centroids[None].float(), use_fused=False)
+    _, dist = chunked_nearest_codes(x[None].float(), centroids[None].float())
     return float(dist.double().sum())
 
 

@@ -22,14 +22,8 @@ from .metrics import code_histogram, perplexity_from_counts
 from .normalization import MaskedBatchNorm
 from .reservoir import Reservoir
 from .schedule import ReestimationSchedule
-from .search import (
-    DEFAULT_SEARCH_MEMORY_MB,
-    SEARCH_BACKENDS,
-    flat_code_index,
-    fused_nearest_codes,
-    nearest_codes,
-    use_fused_search,
-)
+from .backend import select_search
+from .search import DEFAULT_SEARCH_MEMORY_MB, SEARCH_BACKENDS, flat_code_index
 from .updates import ema_accumulate_, ema_apply_, gradient_rule_step
 
 __all__ = ["VectorQuantizer", "VectorQuantizerOutput", "set_update_boundary", "start_epoch"]
@@ -534,12 +528,10 @@ class VectorQuantizer(nn.Module):
         else:
             codebook = self.codebook.float()
         accumulate = ema and quantizing and self.training
-        if use_fused_search(zg, self.search_backend):
-            stats = dict(counts=self.pending_count, sums=self.pending_sum, weights=weights) if accumulate else {}
-            codes, _ = fused_nearest_codes(zg.detach(), codebook.detach(), **stats)
-        else:
-            codes, _ = nearest_codes(zg.detach(), codebook.detach(), memory_mb=self.search_memory_mb, use_fused=False)
-            accumulate = False
+        search = select_search(zg, self.search_backend)
+        accumulate = accumulate and search.accumulates_statistics
+        stats = dict(counts=self.pending_count, sums=self.pending_sum, weights=weights) if accumulate else {}
+        codes, _ = search(zg.detach(), codebook.detach(), memory_mb=self.search_memory_mb, **stats)
         if quantizing:
             out, loss, codebook_loss, commitment_loss = gradient_rule_step(
                 zg, codebook, codes, weights, self.commitment_cost
