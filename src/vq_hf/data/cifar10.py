@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .._extras import require
+
 CIFAR10_CLASSES = (
     "airplane",
     "automobile",
@@ -112,7 +114,7 @@ def _resolve_source(source) -> tuple[str, object]:
 
 def decode_cifar10_image(image) -> np.ndarray:
     """One CIFAR image (PIL image or ``{"bytes": ...}`` dict) → uint8 array (3, 32, 32), channels first."""
-    from PIL import Image
+    Image = require("PIL.Image", "train", "decoding CIFAR-10 images")
 
     if isinstance(image, dict):
         if image.get("bytes") is not None:
@@ -176,7 +178,7 @@ def load_cifar10(
         FileNotFoundError / ValueError naming the source, split, column or row that is wrong; ConnectionError
         when a hub id cannot be reached (e.g. offline).
     """
-    import datasets
+    datasets = require("datasets", "train", "loading CIFAR-10")
     import torch
 
     kind, resolved = _resolve_source(source)
@@ -246,7 +248,7 @@ def load_cifar10(
 
 def _check_parquet_files(files: dict[str, list[str]]) -> None:
     """Readable parquet and non-empty splits, checked from the footers before datasets builds anything."""
-    import pyarrow.parquet as pq
+    pq = require("pyarrow.parquet", "train", "reading CIFAR-10 parquet files")
 
     for split, paths in files.items():
         rows = 0
@@ -260,7 +262,7 @@ def _check_parquet_files(files: dict[str, list[str]]) -> None:
 
 
 def _normalise_split(ds, name: str):
-    import datasets
+    datasets = require("datasets", "train", "loading CIFAR-10")
 
     if len(ds) == 0:
         raise ValueError(f"load_cifar10: split {name!r} is empty")

@@ -61,6 +61,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .._extras import require
 from ..models.feature_extraction_vqvae import VQVAEFeatureExtractor
 
 logger = logging.getLogger(__name__)
@@ -290,7 +291,7 @@ class _AudioReader:
     def _recording(self, reco: str) -> np.ndarray:
         if self._cached is not None and self._cached[0] == reco:
             return self._cached[1]
-        import kaldiio
+        kaldiio = require("kaldiio", "speech", "reading Kaldi archives")
 
         rxfile = self.dir.rxfiles[reco]
         try:
@@ -327,7 +328,7 @@ class _AudioReader:
 
 def _load_features(kaldi_dir: KaldiDir, utt: str, extractor: VQVAEFeatureExtractor, reader: _AudioReader) -> np.ndarray:
     if kaldi_dir.source == "feats":
-        import kaldiio
+        kaldiio = require("kaldiio", "speech", "reading Kaldi archives")
 
         rxfile = kaldi_dir.rxfiles[utt]
         try:
@@ -401,7 +402,8 @@ def _split_records(
 
 
 def _features_spec(phones: list[str]):
-    from datasets import Array2D, ClassLabel, Features, List, Value
+    ds = require("datasets", "train", "loading WSJ")
+    Array2D, ClassLabel, Features, List, Value = ds.Array2D, ds.ClassLabel, ds.Features, ds.List, ds.Value
 
     label = ClassLabel(names=phones)
     return Features(
@@ -542,7 +544,7 @@ def load_wsj(
     Returns:
         ``datasets.DatasetDict`` with ``set_format("torch")``; with ``return_info`` also a :class:`WSJLoadInfo`.
     """
-    import datasets
+    datasets = require("datasets", "train", "loading WSJ")
 
     dirs = _resolve_dirs(data_dirs)
     if not dirs:
@@ -650,7 +652,7 @@ def load_wsj(
 
 
 def _build(folder, dirs, ali_paths, ali_spec, frame_shift, extractor, base_config, options, train_split, phones):
-    import datasets
+    datasets = require("datasets", "train", "loading WSJ")
 
     kaldi_dirs = {split: read_kaldi_dir(d, options["features"]) for split, d in dirs.items()}
     ali = {split: read_alignments(p, ali_spec[0], frame_shift, ali_spec[1]) for split, p in ali_paths.items()}

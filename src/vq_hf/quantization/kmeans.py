@@ -269,8 +269,9 @@ def _lloyd(
     max_iters: int,
     tol_abs: float,
     memory_mb: float,
-    search: NearestCodeSearch,
+    search: NearestCodeSearch | None = None,
 ) -> tuple[torch.Tensor, float, int, bool, int]:
+    search = select_search(x) if search is None else search
     N, D = x.shape
     k = centers.shape[0]
     m = min(k, N)
