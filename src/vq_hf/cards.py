@@ -264,14 +264,16 @@ def _metric_rows(results: dict) -> tuple[list[dict], bool]:
     return rows, bool(polyak)
 
 
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
-
-
 def _dataset_id(results: dict) -> tuple[str, bool]:
     """(identifier for the metadata, whether it looks like a Hub dataset id). Free text becomes a slug."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
     name = results["dataset"].strip()
-    if _HUB_ID.match(name) and len(name) <= 96:
+    try:
+        validate_repo_id(name)
         return name, True
+    except HFValidationError:
+        pass
     slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:64].rstrip("-")
     return slug or results["task"], False
 

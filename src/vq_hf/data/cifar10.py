@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import io
 import os
-import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -37,7 +36,6 @@ IMAGE_SHAPE = (3, 32, 32)
 _SPLIT_PREFIXES = {
     "train": "train", "test": "test", "validation": "validation", "valid": "validation", "dev": "validation"
 }
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 __all__ = ["CIFAR10_CLASSES", "EMBEDDED", "embedded_sample_dir", "load_cifar10", "decode_cifar10_image"]
 
@@ -105,8 +103,14 @@ def _resolve_source(source) -> tuple[str, object]:
         return "files", _data_files_from_folder(path)
     if path.is_file():
         return _resolve_source([path])
-    if isinstance(source, str) and _HUB_ID.match(source):
-        return "hub", source
+    if isinstance(source, str) and "/" in source:
+        from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+        try:
+            validate_repo_id(source)
+            return "hub", source
+        except HFValidationError:
+            pass
     raise FileNotFoundError(
         f"load_cifar10: {str(source)!r} is neither an existing folder/parquet file nor a hub id like 'uoft-cs/cifar10'"
     )
@@ -114,7 +118,7 @@ def _resolve_source(source) -> tuple[str, object]:
 
 def decode_cifar10_image(image) -> np.ndarray:
     """One CIFAR image (PIL image or ``{"bytes": ...}`` dict) → uint8 array (3, 32, 32), channels first."""
-    Image = require("PIL.Image", "train", "decoding CIFAR-10 images")
+    from PIL import Image
 
     if isinstance(image, dict):
         if image.get("bytes") is not None:

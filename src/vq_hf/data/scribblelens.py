@@ -318,7 +318,7 @@ def _raw_rows(corpus_path, corpus_key, alignments, alignments_key, split, dat, r
 
 # ---------------------------------------------------------------------------------------------- stage 2
 def _process_row(row, processor_config, symbol_ids):
-    Image = require("PIL.Image", "train", "decoding ScribbleLens line images")
+    from PIL import Image
 
     from ..models.line_processing_vqvae import VQVAELineImageProcessor
 
