@@ -228,9 +228,9 @@ def run_reservoir(device: str, repeats: int, loop: bool = True) -> list[Row]:
 
 def _count_syncs(fn, device: str) -> str:
     """Host synchronisations of one call: on CUDA, whether it runs under ``torch.cuda.set_sync_debug_mode
-    ("error")``; on CPU, the operators that would sync on a GPU, counted by ``vq_hf.profiling``."""
+    ("error")``; on CPU, the operators that would sync on a GPU, counted by ``benchmarks/profiling.py``."""
     if device != "cuda":
-        from vq_hf.profiling import HostSyncCounter
+        from profiling import HostSyncCounter
 
         with HostSyncCounter() as counter:
             fn()
