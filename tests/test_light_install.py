@@ -14,6 +14,7 @@ import importlib.metadata
 import os
 import pathlib
 import re
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -387,7 +388,14 @@ def test_fresh_venv_core_install(tmp_path):
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
     pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q"]
     subprocess.run(pip + ["torch==2.13.0"], check=True, timeout=1800)
-    subprocess.run(pip + [str(ROOT)], check=True, timeout=1800, cwd=str(tmp_path))
+    # A copy of what the package is built from: setuptools builds in-tree and never empties build/, so a stale
+    # module there (e.g. one moved out of the package) would otherwise ship in the wheel.
+    project = tmp_path / "project"
+    junk = shutil.ignore_patterns("__pycache__", "*.egg-info", "*.pyc")
+    shutil.copytree(SRC, project / "src", ignore=junk)
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(ROOT / name, project / name)
+    subprocess.run(pip + [str(project)], check=True, timeout=1800, cwd=str(tmp_path))
     python = str(venv / "bin" / "python")
     version = subprocess.run([python, "-c", "import torch; print(torch.__version__)"], capture_output=True,
                              text=True, check=True).stdout.strip()
@@ -398,5 +406,8 @@ def test_fresh_venv_core_install(tmp_path):
     optional = optional_imports()
     assert not {"accelerate", "datasets", "matplotlib", "tensorboard", "scikit-learn", "kaldiio"} & present, present
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # the installed copy, not src/
+    where = subprocess.run([python, "-c", "import vq_hf, os; print(os.path.dirname(vq_hf.__file__))"],
+                           capture_output=True, text=True, check=True, env=env, cwd=str(tmp_path)).stdout.strip()
+    assert where.startswith(str(venv)) and not os.path.exists(os.path.join(where, "profiling.py")), where
     loaded = _run_light(python, [], sorted(optional), env)
     assert set(loaded) <= _required_by_transformers(), loaded
