@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .._extras import require
+from ..hub import HUB_ID
 
 CIFAR10_CLASSES = (
     "airplane",
@@ -103,14 +104,8 @@ def _resolve_source(source) -> tuple[str, object]:
         return "files", _data_files_from_folder(path)
     if path.is_file():
         return _resolve_source([path])
-    if isinstance(source, str) and "/" in source:
-        from huggingface_hub.utils import HFValidationError, validate_repo_id
-
-        try:
-            validate_repo_id(source)
-            return "hub", source
-        except HFValidationError:
-            pass
+    if isinstance(source, str) and HUB_ID.match(source):
+        return "hub", source
     raise FileNotFoundError(
         f"load_cifar10: {str(source)!r} is neither an existing folder/parquet file nor a hub id like 'uoft-cs/cifar10'"
     )
@@ -187,6 +182,9 @@ def load_cifar10(
 
     kind, resolved = _resolve_source(source)
     if kind == "hub":
+        from ..hub import check_hub_repo
+
+        check_hub_repo(resolved, "dataset")  # a typo or an unreachable hub fails now, not after retries
         try:
             dsd = datasets.load_dataset(resolved, cache_dir=None if cache_dir is None else str(cache_dir))
         except Exception as err:  # noqa: BLE001 - turned into an actionable message
