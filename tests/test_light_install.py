@@ -276,36 +276,43 @@ def test_modules_reached_by_import_vq_hf_import_no_optional_package_at_module_le
 
 # ---------------------------------------------------------------------------------------------- one definition
 
-# Names that each module defines for itself by a contract, not copies of one fact.
-ALLOWED_REPEATS = {
-    # `vq-hf <command>` calls `<module>.cli(argv)`, and each command module builds its own argparse parser.
-    "cli",
-    "build_parser",
-    # every local `evaluate` module carries its own description texts (evaluate's module convention).
-    "_DESCRIPTION",
-    "_KWARGS_DESCRIPTION",
-}
+# Public names that each module defines for itself by a contract, not copies of one fact: `vq-hf <command>` calls
+# `<module>.cli(argv)`, and each command module builds its own argparse parser.
+ALLOWED_REPEATS = {"cli", "build_parser"}
 
 
-def _definitions(path: pathlib.Path) -> set[str]:
-    names = set()
+def _definitions(path: pathlib.Path) -> dict[str, str]:
+    """Top-level functions, classes and UPPERCASE constants of one module: name -> the definition's AST dump."""
+    out = {}
     for node in ast.parse(path.read_text(), filename=str(path)).body:
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            names.add(node.name)
-        else:
-            targets = node.targets if isinstance(node, ast.Assign) else [getattr(node, "target", None)]
+            out[node.name] = ast.dump(ast.Module(body=node.body, type_ignores=[]))
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)) and node.value is not None:
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
             for t in targets:
                 if isinstance(t, ast.Name) and t.id.lstrip("_").isupper():
-                    names.add(t.id)
-    return {n for n in names if not (n.startswith("__") and n.endswith("__"))}
+                    out[t.id] = ast.dump(node.value)
+    return {n: d for n, d in out.items() if not (n.startswith("__") and n.endswith("__"))}
+
+
+def _repeats() -> dict[str, list[str]]:
+    """Names defined in more than one module: every public one (one name, one meaning), and private ones whose
+    definitions are identical (a module's own `_DESCRIPTION` text or layer defaults may share a name)."""
+    where: dict[str, dict[str, str]] = {}
+    for name, path in _modules().items():
+        for d, dump in _definitions(path).items():
+            where.setdefault(d, {})[name] = dump
+    out = {}
+    for d, defs in where.items():
+        if len(defs) < 2 or d in ALLOWED_REPEATS:
+            continue
+        if not d.startswith("_") or len(set(defs.values())) < len(defs):
+            out[d] = sorted(defs)
+    return out
 
 
 def test_no_constant_or_helper_defined_twice():
-    where: dict[str, list[str]] = {}
-    for name, path in _modules().items():
-        for d in _definitions(path):
-            where.setdefault(d, []).append(name)
-    repeats = {d: mods for d, mods in where.items() if len(mods) > 1 and d not in ALLOWED_REPEATS}
+    repeats = _repeats()
     assert not repeats, f"defined in more than one module: {repeats}"
 
 
@@ -320,6 +327,17 @@ def test_the_known_facts_live_in_one_place():
     assert where["code_histogram"] == ["vq_hf.quantization.metrics"]
     assert where["SEARCH_BACKENDS"] == ["vq_hf.quantization.search"]
     assert "vq_hf.profiling" not in _modules()
+
+
+def test_the_repeat_check_can_fail(tmp_path, monkeypatch):
+    pkg = tmp_path / "vq_hf"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "a.py").write_text("LN2 = 0.69\n_X = 1\n_Y = 1\ndef cli(argv):\n    return 0\n")
+    (pkg / "b.py").write_text("LN2 = 0.69\n_X = 1\n_Y = 2\ndef cli(argv):\n    return 1\n")
+    monkeypatch.setattr(sys.modules[__name__], "SRC", tmp_path)
+    monkeypatch.setattr(sys.modules[__name__], "PACKAGE", pkg)
+    assert _repeats() == {"LN2": ["vq_hf.a", "vq_hf.b"], "_X": ["vq_hf.a", "vq_hf.b"]}
 
 
 # ---------------------------------------------------------------------------------------------- missing extras
