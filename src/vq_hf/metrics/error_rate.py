@@ -50,7 +50,7 @@ def edit_distance_counts(predictions: Any, references: Any) -> tuple[int, int]:
     refs = _as_sequences(references, "references")
     if len(preds) != len(refs):
         raise ValueError(f"got {len(preds)} predictions but {len(refs)} references")
-    editdistance = require("editdistance", "speech", "edit distances (phone error rate)")
+    editdistance = require("editdistance", "speech", "the phone error rate")
     errors = sum(int(editdistance.eval(p, r)) for p, r in zip(preds, refs))
     return errors, sum(len(r) for r in refs)
 
