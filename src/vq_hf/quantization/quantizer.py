@@ -16,13 +16,13 @@ import torch
 from torch import nn
 from transformers.utils import ModelOutput
 
+from .backend import select_search
 from .distributed import all_gather, all_reduce_sum_, broadcast_, get_rank, is_distributed
 from .kmeans import kmeans
 from .metrics import code_histogram, perplexity_from_counts
 from .normalization import MaskedBatchNorm
 from .reservoir import Reservoir
 from .schedule import ReestimationSchedule
-from .backend import select_search
 from .search import DEFAULT_SEARCH_MEMORY_MB, SEARCH_BACKENDS, flat_code_index
 from .updates import ema_accumulate_, ema_apply_, gradient_rule_step
 
