@@ -249,12 +249,21 @@ class VectorQuantizer(nn.Module):
         self.reset_parameters()
 
     @classmethod
+    def _option_parameters(cls) -> list[inspect.Parameter]:
+        return [p for name, p in inspect.signature(cls.__init__).parameters.items() if name not in ("self", "dim")]
+
+    @classmethod
+    def option_names(cls) -> list[str]:
+        """The keyword options (every constructor argument but ``dim``)."""
+        return [p.name for p in cls._option_parameters()]
+
+    @classmethod
     def validate_options(cls, options: Mapping[str, Any], dim: int | None = None) -> dict[str, Any]:
         """Check keyword options as ``VectorQuantizer(dim, **options)`` would, before a model derives ``dim``.
 
         Unknown or missing names and out-of-range values raise ``ValueError`` with the same messages as the
         constructor. Returns the complete options (defaults filled in, without ``dim``)."""
-        params = [p for name, p in inspect.signature(cls.__init__).parameters.items() if name not in ("self", "dim")]
+        params = cls._option_parameters()
         names = [p.name for p in params]
         unknown = sorted(set(options) - set(names))
         if unknown:
