@@ -89,7 +89,10 @@ class VQVAEConfig(PretrainedConfig, metaclass=_DispatchingConfigType):
         self.quantizer = copy.deepcopy(dict(self.default_quantizer if quantizer is None else quantizer))
         self.latent_dim = latent_dim
         super().__init__(**kwargs)
-        self._check_quantizer()
+        if self.use_bottleneck:  # without one the dict is kept but never used (recipes leave it empty)
+            self._check_quantizer()
+        elif isinstance(self.latent_dim, bool) or not isinstance(self.latent_dim, int) or self.latent_dim <= 0:
+            self._err(f"latent_dim={self.latent_dim!r} must be a positive integer")
         self.validate()
 
     def _err(self, msg: str):

@@ -208,6 +208,7 @@ class VQVAEPreTrainedModel(PreTrainedModel):
             return super().save_pretrained(save_directory, *args, **kwargs)
         registered = (type(self), type(self.config))
         before = [c.__dict__.get("_auto_class", _UNSET) for c in registered]
+        auto_map = self.config.__dict__.get("auto_map", _UNSET)
         type(self.config).register_for_auto_class()
         type(self).register_for_auto_class(self.auto_class_name)
         try:
@@ -218,6 +219,10 @@ class VQVAEPreTrainedModel(PreTrainedModel):
                     del c._auto_class
                 else:
                     c._auto_class = value
+            if auto_map is _UNSET:
+                self.config.__dict__.pop("auto_map", None)  # written into the config by the export
+            else:
+                self.config.auto_map = auto_map
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
