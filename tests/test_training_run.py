@@ -68,7 +68,7 @@ def test_quickstart_tiny_run_leaves_a_complete_folder(tiny_run, tmp_path):
                  "polyak/model.safetensors", "checkpoints/step_4/meta.json"):
         assert (out / name).is_file(), name
     model = VQVAEModel.from_pretrained(out)
-    assert model.config.num_codebooks == 2 and model.config.quantizer_type == "reestimating"
+    assert model.config.num_codebooks == 2 and model.config.quantizer["quantizer_type"] == "reestimating"
 
     res = read_results(out)
     assert res["task"] == "cifar10" and res["data_variant"].startswith("JPEG-CIFAR-10")

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from contextlib import nullcontext
 
@@ -34,8 +33,7 @@ from vq_hf.metrics import (
     nelbo_bits_per_dim,
     uniform_rate_bits,
 )
-
-LN2 = math.log(2.0)
+from vq_hf.metrics.bits import LN2
 
 
 def _per_example_histogram(codes: torch.Tensor, mask: torch.Tensor | None, codebook_size: int) -> torch.Tensor:
