@@ -70,7 +70,8 @@ def test_flat_config_converts_to_the_family(name):
         for key in ("quantizer_type", "codebook_size", "num_codebooks", "seed", "ema_decay", "reservoir_size"):
             assert config.quantizer[key] == flat[key], key
         assert "architecture" not in config.to_dict() and "quantizer_type" not in config.to_dict()
-    if name == "cifar10":  # the CIFAR model's BN is the quantizer's own; the sequence models' sits before the projection
+    # the CIFAR model's BN is the quantizer's own; the sequence models' sits before the projection
+    if name == "cifar10":
         assert config.quantizer["batch_norm"] is True
     else:
         assert config.batch_norm is True and "batch_norm" not in config.quantizer

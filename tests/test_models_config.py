@@ -78,6 +78,7 @@ def test_ema_decay_zero_fails_at_construction_with_the_quantizers_message():
         (VQVAESpeechConfig, {"ctc_blank_id": 50}, "ctc_blank_id=50"),
         (VQVAESpeechConfig, {"conv_activation": "gelu"}, "conv_activation='gelu'"),
         (VQVAESpeechConfig, {"architecture": "cifar10"}, "is the 'speech' family, got architecture='cifar10'"),
+        (VQVAEImageConfig, {"num_codebooks": 2}, r"\['num_codebooks'\] are quantizer options; pass them in quantizer="),
     ],
 )
 def test_bad_configs_are_rejected_with_the_field_named(cls, kwargs, match):

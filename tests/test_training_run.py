@@ -165,9 +165,9 @@ def test_bad_inputs_fail_before_training(tmp_path, capsys):
 
 
 def test_non_finite_loss_stops_naming_the_step(tmp_path, capsys, monkeypatch):
-    from vq_hf.models import VQVAEModel
+    from vq_hf.models import VQVAEImageModel  # the quickstart's family model
 
-    original = VQVAEModel.forward
+    original = VQVAEImageModel.forward
     calls = {"n": 0}
 
     def poisoned(self, *a, **k):
@@ -178,7 +178,7 @@ def test_non_finite_loss_stops_naming_the_step(tmp_path, capsys, monkeypatch):
                 out.loss = out.loss * float("nan")
         return out
 
-    monkeypatch.setattr(VQVAEModel, "forward", poisoned)
+    monkeypatch.setattr(VQVAEImageModel, "forward", poisoned)
     out = tmp_path / "run"
     out.mkdir()
     (out / "run_config.json").write_text("{}")  # an older run: replaced because of --overwrite_output_dir

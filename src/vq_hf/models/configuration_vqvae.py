@@ -41,7 +41,9 @@ CONV_ACTIVATIONS = ("relu", "leaky_relu", "hardtanh")
 
 def family_config_class(architecture: str) -> type[VQVAEConfig]:
     if architecture not in FAMILY_CONFIGS:
-        raise ValueError(f"VQVAEConfig: architecture={architecture!r} is unknown; expected one of {tuple(FAMILY_CONFIGS)}")
+        raise ValueError(
+            f"VQVAEConfig: architecture={architecture!r} is unknown; expected one of {tuple(FAMILY_CONFIGS)}"
+        )
     module, name = FAMILY_CONFIGS[architecture]
     return getattr(importlib.import_module(f"{__package__}.{module}"), name)
 
@@ -85,14 +87,18 @@ class VQVAEConfig(PretrainedConfig, metaclass=_DispatchingConfigType):
         given = kwargs.pop("architecture", None)
         if given is not None and given != self.architecture:
             raise ValueError(f"{type(self).__name__} is the {self.architecture!r} family, got architecture={given!r}")
+        misplaced = sorted(set(kwargs) & set(VectorQuantizer.option_names()))
+        if misplaced:
+            raise ValueError(f"{type(self).__name__}: {misplaced} are quantizer options; pass them in "
+                             f"quantizer={{...}} (or use VQVAEConfig(architecture=..., ...) for the flat 0.1.0 form)")
         self.use_bottleneck = bool(use_bottleneck)
         self.quantizer = copy.deepcopy(dict(self.default_quantizer if quantizer is None else quantizer))
         self.latent_dim = latent_dim
         super().__init__(**kwargs)
         if self.use_bottleneck:  # without one the dict is kept but never used (recipes leave it empty)
             self._check_quantizer()
-        elif isinstance(self.latent_dim, bool) or not isinstance(self.latent_dim, int) or self.latent_dim <= 0:
-            self._err(f"latent_dim={self.latent_dim!r} must be a positive integer")
+        else:
+            self._positive_int("latent_dim")
         self.validate()
 
     def _err(self, msg: str):
@@ -106,8 +112,7 @@ class VQVAEConfig(PretrainedConfig, metaclass=_DispatchingConfigType):
             check_quantizer_options(self.quantizer)
         except ValueError as e:
             self._err(f"quantizer: {e}")
-        if isinstance(self.latent_dim, bool) or not isinstance(self.latent_dim, int) or self.latent_dim <= 0:
-            self._err(f"latent_dim={self.latent_dim!r} must be a positive integer")
+        self._positive_int("latent_dim")
         try:
             check_quantizer_options(self.quantizer, dim=self.latent_dim)
         except ValueError as e:

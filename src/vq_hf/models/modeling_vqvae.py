@@ -155,7 +155,7 @@ class VQVAEDecoderOutput(ModelOutput):
 # ----------------------------------------------------------------------------------------------- helpers
 
 
-def _float_input(name: str, x: torch.Tensor | None, ndim: int, shape_doc: str) -> torch.Tensor:
+def check_float_input(name: str, x: torch.Tensor | None, ndim: int, shape_doc: str) -> torch.Tensor:
     if x is None:
         raise ValueError(f"`{name}` is required: a float tensor of shape {shape_doc}")
     if not isinstance(x, torch.Tensor):
@@ -167,7 +167,7 @@ def _float_input(name: str, x: torch.Tensor | None, ndim: int, shape_doc: str) -
     return x
 
 
-def _prefix_lengths(mask: torch.Tensor | None, batch: int, length: int, name: str, device) -> torch.Tensor:
+def prefix_lengths(mask: torch.Tensor | None, batch: int, length: int, name: str, device) -> torch.Tensor:
     """Validate a `(B, T)` padding mask (True/1 = real, real positions first) and return its lengths."""
     if mask is None:
         return torch.full((batch,), length, dtype=torch.long, device=device)
@@ -389,7 +389,9 @@ class VQVAEModel(_FamilyDispatch, VQVAEPreTrainedModel):
         tensors stay fp32 in half-precision loads. Meta-safe: on the meta device, as in `from_pretrained`, the
         quantizer skips its seeded initialisation and every tensor comes from the checkpoint."""
         config = self.config
-        self.quantizer = build_quantizer(config.latent_dim, **config.quantizer, **layout) if config.use_bottleneck else None
+        self.quantizer = (
+            build_quantizer(config.latent_dim, **config.quantizer, **layout) if config.use_bottleneck else None
+        )
 
     def _finish_init(self) -> None:
         self.post_init()

@@ -8,7 +8,13 @@ import torch
 from vq_hf.metrics.bits import LN2
 from vq_hf.models.decoders import CIFAR_LEVELS, ConvDecoder
 from vq_hf.models.encoders import ConvEncoder
-from vq_hf.models.modeling_vqvae import VQVAEDecoderOutput, VQVAEEncoderOutput, VQVAEModel, VQVAEOutput, _float_input
+from vq_hf.models.modeling_vqvae import (
+    VQVAEDecoderOutput,
+    VQVAEEncoderOutput,
+    VQVAEModel,
+    VQVAEOutput,
+    check_float_input,
+)
 
 from .configuration_vqvae_image import VQVAEImageConfig
 
@@ -31,7 +37,7 @@ class VQVAEImageModel(VQVAEModel):
     def _encode(self, pixel_values=None):
         """`(B, C, S, S)` → latents `(B, latent_dim, S/4, S/4)`; no mask or lengths."""
         s, c = self.config.image_size, self.config.num_channels
-        x = _float_input("pixel_values", pixel_values, 4, f"(batch, {c}, {s}, {s})")
+        x = check_float_input("pixel_values", pixel_values, 4, f"(batch, {c}, {s}, {s})")
         if tuple(x.shape[1:]) != (c, s, s):
             raise ValueError(f"`pixel_values` must have shape (batch, {c}, {s}, {s}), got {tuple(x.shape)}")
         return self.encoder(x), None, None

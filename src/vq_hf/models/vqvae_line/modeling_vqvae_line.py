@@ -14,8 +14,8 @@ from vq_hf.models.modeling_vqvae import (
     VQVAEEncoderOutput,
     VQVAEModel,
     VQVAEOutput,
-    _float_input,
-    _prefix_lengths,
+    check_float_input,
+    prefix_lengths,
 )
 from vq_hf.models.pixelcnn import ColumnGatedPixelCNN
 
@@ -42,10 +42,10 @@ class VQVAELineModel(VQVAEModel):
     def _encode(self, pixel_values=None, pixel_mask=None):
         """Lines → (latents `(B, T', D)`, mask `(B, T')`, lengths `(B,)`)."""
         h, c = self.config.image_size, self.config.num_channels
-        x = _float_input("pixel_values", pixel_values, 4, f"(batch, {c}, {h}, width)")
+        x = check_float_input("pixel_values", pixel_values, 4, f"(batch, {c}, {h}, width)")
         if x.shape[1] != c or x.shape[2] != h:
             raise ValueError(f"`pixel_values` must have shape (batch, {c}, {h}, width), got {tuple(x.shape)}")
-        lengths = _prefix_lengths(pixel_mask, x.shape[0], x.shape[3], "pixel_mask", x.device)
+        lengths = prefix_lengths(pixel_mask, x.shape[0], x.shape[3], "pixel_mask", x.device)
         feats, lat_lengths = self.encoder(x.transpose(2, 3), lengths)  # (B, C, W, H): time first
         mask = lengths_to_mask(lat_lengths, feats.shape[1])
         return self.projection(feats, mask), mask, lat_lengths

@@ -20,8 +20,8 @@ from vq_hf.models.modeling_vqvae import (
     VQVAEForCTC,
     VQVAEModel,
     VQVAEOutput,
-    _float_input,
-    _prefix_lengths,
+    check_float_input,
+    prefix_lengths,
 )
 
 from .configuration_vqvae_speech import VQVAESpeechConfig
@@ -46,10 +46,10 @@ class VQVAESpeechModel(VQVAEModel):
         """Features → (latents `(B, T', D)`, mask `(B, T')`, lengths `(B,)`)."""
         cfg = self.config
         f = cfg.input_feature_size
-        x = _float_input("input_features", input_features, 3, f"(batch, frames, {f})")
+        x = check_float_input("input_features", input_features, 3, f"(batch, frames, {f})")
         if x.shape[2] != f:
             raise ValueError(f"`input_features` must have shape (batch, frames, {f}), got {tuple(x.shape)}")
-        lengths = _prefix_lengths(attention_mask, x.shape[0], x.shape[1], "attention_mask", x.device)
+        lengths = prefix_lengths(attention_mask, x.shape[0], x.shape[1], "attention_mask", x.device)
         b, t, _ = x.shape
         # (static, Δ, ΔΔ) streams as channels over (time, frequency), as the reference's (T, 81, 3) layout
         x = x.view(b, t, cfg.num_channels, f // cfg.num_channels).permute(0, 2, 1, 3)
