@@ -36,6 +36,7 @@ from vq_hf.metrics import (
 from vq_hf.metrics.bits import LN2
 from vq_hf.quantization import code_histogram
 
+
 def _per_example_histogram(codes: torch.Tensor, mask: torch.Tensor | None, codebook_size: int) -> torch.Tensor:
     """codes (B, ..., G) → (B, G, K) float32 counts of each example's real positions."""
     b, g = codes.shape[0], codes.shape[-1]
@@ -66,8 +67,9 @@ def evaluate_model(model, dataloader, task: str, accelerator=None, max_batches: 
     was_training = model.training
     model.eval()
     cfg = model.config
-    has_vq = getattr(cfg, "use_bottleneck", True)
-    k = int(cfg.codebook_size) if has_vq else 0
+    quantizer = getattr(model, "quantizer", None)
+    has_vq = quantizer is not None
+    k = int(quantizer.codebook_size) if has_vq else 0
     device = accelerator.device if accelerator is not None else next(model.parameters()).device
 
     loss_sum, n_examples, has_loss = 0.0, 0, False
@@ -175,9 +177,9 @@ def load_model(folder):
     """The model class of the folder's task (VQVAEForCTC for speech, VQVAEModel otherwise), in eval mode."""
     from vq_hf.models import VQVAEConfig, VQVAEForCTC, VQVAEModel
 
-    config = VQVAEConfig.from_pretrained(folder)
+    config = VQVAEConfig.from_pretrained(folder)  # the family's config (0.1.0 folders converted)
     cls = VQVAEForCTC if config.architecture == "speech" else VQVAEModel
-    return cls.from_pretrained(folder).eval()
+    return cls.from_pretrained(folder, config=config).eval()
 
 
 def cli(argv=None) -> int:
