@@ -10,11 +10,11 @@ import torch
 
 pytest.importorskip("triton")
 
-from vq_hf.quantization import fused_search, search  # noqa: E402
+from vq_hf.quantization import backend, fused_search, search  # noqa: E402
 
 
 class _CudaLike:
-    """is_available() and use_fused_search('auto') only look at ``x.is_cuda``: a stand-in lets the CPU suite
+    """is_available() and select_search(x, 'auto') only look at ``x.is_cuda``: a stand-in lets the CPU suite
     check the environment switch the GPU path honours."""
 
     is_cuda = True
@@ -28,8 +28,8 @@ def test_disable_env_turns_the_auto_kernel_off(monkeypatch, value, disabled):
     else:
         monkeypatch.setenv("VQ_HF_DISABLE_FUSED", value)
     assert fused_search.is_available(_CudaLike()) is (not disabled)
-    assert search.use_fused_search(_CudaLike(), "auto") is (not disabled)
-    assert search.use_fused_search(_CudaLike(), "torch") is False
+    assert backend.select_search(_CudaLike(), "auto").name == ("torch" if disabled else "triton")
+    assert backend.select_search(_CudaLike(), "torch").name == "torch"
     assert fused_search.is_available(torch.zeros(1, 2, 3)) is False  # CPU tensors never, whatever the switch
 
 
@@ -78,7 +78,7 @@ def _check_compile_fallback(monkeypatch, device: str) -> None:
     counts, sums = torch.zeros(2, 7, device=device), torch.zeros(2, 7, 8, device=device)
     with pytest.warns(RuntimeWarning, match="failed to compile"):
         codes, dist = fused_search.fused_nearest_codes(x, cb, counts=counts, sums=sums, weights=weights)
-    ref_codes, ref_dist = search.nearest_codes(x, cb, use_fused=False)
+    ref_codes, ref_dist = search.chunked_nearest_codes(x, cb)
     assert torch.equal(codes, ref_codes) and torch.equal(dist, ref_dist)
     ref_counts = torch.zeros(2, 7, device=device).scatter_add_(1, ref_codes, weights.expand(2, -1).contiguous())
     assert torch.equal(counts, ref_counts)
