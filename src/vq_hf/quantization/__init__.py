@@ -1,23 +1,30 @@
 """The paper's core: a vector-quantized bottleneck with robust training (Łańcucki et al., 2020).
 
-Public names: :class:`VectorQuantizer`, :class:`VectorQuantizerOutput`, :func:`codebook_param_groups`,
+Public names: :class:`VectorQuantizer`, :class:`VectorQuantizerOutput`, :class:`ResidualVectorQuantizer`,
+:class:`FiniteScalarQuantizer`, :func:`rotation_trick`, :func:`codebook_param_groups`,
 :func:`set_update_boundary`, :func:`start_epoch`, :class:`CodebookUsageAccumulator`,
 :class:`MaskedBatchNorm`, plus the building blocks (:func:`nearest_codes`, :func:`kmeans`,
 :class:`Reservoir`, :class:`ReestimationSchedule`).
 """
 
+from .fsq import FiniteScalarQuantizer
 from .kmeans import KMeansResult, kmeans, kmeans_plusplus
 from .metrics import CodebookUsageAccumulator, code_histogram, perplexity_from_counts
 from .normalization import MaskedBatchNorm
 from .optim import codebook_param_groups, reset_codebook_optimizer_state
 from .quantizer import VectorQuantizer, VectorQuantizerOutput, set_update_boundary, start_epoch
 from .reservoir import Reservoir
+from .residual import ResidualVectorQuantizer
+from .rotation import rotation_trick
 from .schedule import ReestimationSchedule
 from .search import nearest_codes
 
 __all__ = [
     "VectorQuantizer",
     "VectorQuantizerOutput",
+    "ResidualVectorQuantizer",
+    "FiniteScalarQuantizer",
+    "rotation_trick",
     "codebook_param_groups",
     "reset_codebook_optimizer_state",
     "set_update_boundary",

@@ -18,7 +18,7 @@ from transformers.utils import ModelOutput
 
 from .distributed import all_gather, all_reduce_sum_, broadcast_, get_rank, get_world_size, is_distributed
 from .kmeans import kmeans
-from .metrics import code_histogram, perplexity_from_counts
+from .metrics import code_histogram, perplexity_from_counts, update_usage_
 from .normalization import MaskedBatchNorm
 from .reservoir import Reservoir
 from .revival import RevivalSchedule, choose_replacements
@@ -570,13 +570,7 @@ class VectorQuantizer(HostCounters, nn.Module):
             return step
         if quantizing and self.quantizer_type == "ema" and not accumulated:
             ema_accumulate_(self.pending_count, self.pending_sum, zg, codes, weights)
-        total = hist.sum(-1, keepdim=True)
-        p = hist / total.clamp_min(1.0)
-        # The first batch with data sets the running histogram; later ones blend in (device-side decisions).
-        started = self.usage_ema.sum(-1, keepdim=True) > 0
-        decay = torch.where(started, self.running_usage_decay, 0.0)
-        self.usage_ema.copy_(torch.where(total > 0, decay * self.usage_ema + (1 - decay) * p, self.usage_ema))
-        self.last_used_step.copy_(torch.where(hist > 0, step, self.last_used_step))
+        update_usage_(self.usage_ema, self.last_used_step, hist, step, self.running_usage_decay)
         if self.revival.enabled:
             self.pending_usage.add_(hist)
         if self.update_boundary:

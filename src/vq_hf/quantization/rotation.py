@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["GRADIENT_ESTIMATORS", "rotation_trick", "rotate_gradient"]
+__all__ = ["GRADIENT_ESTIMATORS", "apply_gradient_estimator", "rotation_trick", "rotate_gradient", "straight_through"]
 
 GRADIENT_ESTIMATORS = ("ste", "rotation")
 _EPS = 1e-12
@@ -64,3 +64,30 @@ def rotation_trick(z: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
     if z.shape != q.shape:
         raise ValueError(f"rotation_trick: z {tuple(z.shape)} and q {tuple(q.shape)} must have one shape")
     return _RotationTrick.apply(z, q.detach())
+
+
+class _StraightThrough(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, z, q):
+        return q.clone()
+
+    @staticmethod
+    def backward(ctx, g):
+        return g, None
+
+
+def straight_through(z: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    """A tensor equal to ``q`` bit for bit (``z + sg(q − z)`` is not, in floating point) whose gradient is
+    copied unchanged onto ``z``."""
+    if z.shape != q.shape:
+        raise ValueError(f"straight_through: z {tuple(z.shape)} and q {tuple(q.shape)} must have one shape")
+    return _StraightThrough.apply(z, q.detach())
+
+
+def apply_gradient_estimator(name: str, z: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    """``q`` in the forward pass, with the gradient to ``z`` given by estimator ``name`` (GRADIENT_ESTIMATORS)."""
+    if name == "rotation":
+        return rotation_trick(z, q)
+    if name == "ste":
+        return straight_through(z, q)
+    raise ValueError(f"gradient_estimator must be one of {GRADIENT_ESTIMATORS}, got {name!r}")
