@@ -282,7 +282,10 @@ class ResidualVectorQuantizer(HostCounters, nn.Module):
                 keep = valid if depth is None else valid & (depth > level_index)
                 o = level(residual, mask=keep)
                 c = o.codes[:, 0]
-                q = level.effective_codebook().detach()[0].index_select(0, c)
+                if o.quantizing:
+                    q = o.quantized.detach()  # the codewords used (an EMA level has rewritten its codebook since)
+                else:
+                    q = level.effective_codebook().detach()[0].index_select(0, c)
                 if depth is not None:
                     q = torch.where(keep.unsqueeze(1), q, torch.zeros((), device=q.device))
                     c = torch.where(keep | ~valid, c, torch.full_like(c, -1))

@@ -25,8 +25,10 @@ _EPS = 1e-12
 
 
 def rotate_gradient(z: torch.Tensor, q: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
-    """``λ Rᵀ g`` for vectors along the last axis (``z``, ``q``, ``g`` of one shape), computed in fp32."""
-    z, q, g32 = z.float(), q.float(), g.float()
+    """``λ Rᵀ g`` for vectors along the last axis (``z``, ``q``, ``g`` of one shape), computed in fp32 (fp64 for
+    fp64 inputs)."""
+    dt = torch.promote_types(g.dtype, torch.float32)
+    z, q, g32 = z.to(dt), q.to(dt), g.to(dt)
     zn = z.norm(dim=-1, keepdim=True)
     qn = q.norm(dim=-1, keepdim=True)
     u = z / zn.clamp_min(_EPS)
