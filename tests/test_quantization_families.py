@@ -413,3 +413,17 @@ def test_boundary_and_epoch_helpers_reach_every_family():
     assert model["rvq"].position == 3 and int(model["fsq"].epoch) == 3
     with pytest.raises(ValueError, match="cosine"):
         ResidualVectorQuantizer(4, 8, 2, distance="cosine")
+
+
+def test_build_quantizer_makes_every_family_and_names_bad_keys():
+    from vq_hf.quantization import build_quantizer
+
+    assert type(build_quantizer(8, codebook_size=16)) is VectorQuantizer
+    rvq = build_quantizer(8, family="residual", codebook_size=16, num_quantizers=3, quantizer_type="reestimating")
+    assert isinstance(rvq, ResidualVectorQuantizer) and len(rvq.levels) == 3 and rvq.dim == 8
+    fsq = build_quantizer(8, family="fsq", levels=[5, 5])
+    assert isinstance(fsq, FiniteScalarQuantizer) and fsq.project_in is not None
+    with pytest.raises(ValueError, match="family 'lfq' is unknown"):
+        build_quantizer(8, family="lfq")
+    with pytest.raises(ValueError, match=r"\['codebook_size'\] are not options of family 'fsq'"):
+        build_quantizer(8, family="fsq", levels=[5, 5], codebook_size=16)

@@ -1,12 +1,13 @@
 """The paper's core: a vector-quantized bottleneck with robust training (Łańcucki et al., 2020).
 
 Public names: :class:`VectorQuantizer`, :class:`VectorQuantizerOutput`, :class:`ResidualVectorQuantizer`,
-:class:`FiniteScalarQuantizer`, :func:`rotation_trick`, :func:`codebook_param_groups`,
+:class:`FiniteScalarQuantizer`, :func:`rotation_trick`, :func:`build_quantizer`, :func:`codebook_param_groups`,
 :func:`set_update_boundary`, :func:`start_epoch`, :class:`CodebookUsageAccumulator`,
 :class:`MaskedBatchNorm`, plus the building blocks (:func:`nearest_codes`, :func:`kmeans`,
 :class:`Reservoir`, :class:`ReestimationSchedule`).
 """
 
+from .factory import QUANTIZER_FAMILIES, build_quantizer
 from .fsq import FiniteScalarQuantizer
 from .kmeans import KMeansResult, kmeans, kmeans_plusplus
 from .metrics import CodebookUsageAccumulator, code_histogram, perplexity_from_counts
@@ -25,6 +26,8 @@ __all__ = [
     "ResidualVectorQuantizer",
     "FiniteScalarQuantizer",
     "rotation_trick",
+    "build_quantizer",
+    "QUANTIZER_FAMILIES",
     "codebook_param_groups",
     "reset_codebook_optimizer_state",
     "set_update_boundary",
