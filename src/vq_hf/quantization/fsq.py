@@ -23,6 +23,7 @@ from torch import nn
 from ._state import HostCounters, clear_mirrors
 from .metrics import code_histogram, perplexity_from_counts, update_usage_
 from .quantizer import VectorQuantizer, VectorQuantizerOutput, _check_float, _check_int
+from .rotation import straight_through
 
 __all__ = ["FiniteScalarQuantizer"]
 
@@ -75,16 +76,9 @@ class FiniteScalarQuantizer(HostCounters, nn.Module):
         self.check_finite = check_finite
         self.project_in = nn.Linear(dim, d) if dim != d else None
         self.project_out = nn.Linear(d, dim) if dim != d else None
-        lv = torch.tensor(self.levels, dtype=torch.float64)
-        half_l = (lv - 1) * (1 - _BOUND_EPS) / 2
-        offset = torch.where(lv % 2 == 0, 0.5, 0.0)
-        # Constants, not state: non-persistent buffers follow .to() and stay out of checkpoints.
-        self.register_buffer("_half_l", half_l.float(), persistent=False)
-        self.register_buffer("_offset", offset.float(), persistent=False)
-        self.register_buffer("_shift", torch.atanh(offset / half_l).float(), persistent=False)
-        self.register_buffer("_half_width", (lv // 2).float(), persistent=False)
-        basis = torch.cumprod(torch.tensor((1,) + self.levels[:-1], dtype=torch.long), 0)
-        self.register_buffer("_basis", basis, persistent=False)
+        # Constants derived from `levels` per device on first use — not buffers, which a model built on the meta
+        # device (from_pretrained) would leave empty, since nothing in a checkpoint refills them.
+        self._constants: dict[str, dict[str, torch.Tensor]] = {}
         self.register_buffer("step", torch.zeros((), dtype=torch.long))
         self.register_buffer("micro_step", torch.zeros((), dtype=torch.long))
         self.register_buffer("epoch", torch.zeros((), dtype=torch.long))
@@ -109,14 +103,34 @@ class FiniteScalarQuantizer(HostCounters, nn.Module):
     def set_epoch(self, epoch: int) -> None:
         VectorQuantizer.set_epoch(self, epoch)
 
+    def _const(self, device: torch.device) -> dict[str, torch.Tensor]:
+        c = self._constants.get(str(device))
+        if c is None:
+            lv = torch.tensor(self.levels, dtype=torch.float64)
+            half_l = (lv - 1) * (1 - _BOUND_EPS) / 2
+            offset = torch.where(lv % 2 == 0, 0.5, 0.0)
+            c = {
+                "half_l": half_l.float(),
+                "offset": offset.float(),
+                "shift": torch.atanh(offset / half_l).float(),
+                "half_width": (lv // 2).float(),
+                "levels": torch.tensor(self.levels, dtype=torch.long),
+                "basis": torch.cumprod(torch.tensor((1,) + self.levels[:-1], dtype=torch.long), 0),
+            }
+            c = {k: v.to(device) for k, v in c.items()}
+            self._constants[str(device)] = c
+        return c
+
     def bound(self, z: torch.Tensor) -> torch.Tensor:
         """``f(z)``: each channel squashed into ``(−⌊L/2⌋ − ½, ⌊L/2⌋ + ½)`` (the rounding range), fp32."""
-        return torch.tanh(z.float() + self._shift) * self._half_l - self._offset
+        c = self._const(z.device)
+        return torch.tanh(z.float() + c["shift"]) * c["half_l"] - c["offset"]
 
     def codes_to_grid(self, codes: torch.Tensor) -> torch.Tensor:
         """Integer codes ``(...)`` → grid points ``ẑ`` ``(..., d)`` in [−1, 1]."""
-        digits = (codes.long().unsqueeze(-1) // self._basis) % torch.tensor(self.levels, device=codes.device)
-        return (digits.float() - self._half_width) / self._half_width
+        c = self._const(codes.device)
+        digits = (codes.long().unsqueeze(-1) // c["basis"]) % c["levels"]
+        return (digits.float() - c["half_width"]) / c["half_width"]
 
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
         """``(..., 1)`` codes → ``(..., dim)`` (channel_first: ``(B, *spatial, 1)`` → ``(B, dim, *spatial)``)."""
@@ -150,11 +164,13 @@ class FiniteScalarQuantizer(HostCounters, nn.Module):
                 z = torch.nan_to_num(z, nan=0.0, posinf=0.0, neginf=0.0)
             if self.project_in is not None:
                 z = self.project_in(z)
+            const = self._const(z.device)
+            half_width = const["half_width"]
             bounded = self.bound(z)
-            rounded = bounded + (torch.round(bounded) - bounded).detach()  # straight-through rounding
-            grid = rounded / self._half_width
-            digits = (torch.round(bounded.detach()) + self._half_width).long()
-            codes = (digits * self._basis).sum(-1)  # (N,)
+            rounded = straight_through(bounded, torch.round(bounded))  # exactly the integers, gradient copied
+            grid = rounded / half_width
+            digits = (torch.round(bounded.detach()) + half_width).long()
+            codes = (digits * const["basis"]).sum(-1)  # (N,)
             out = self.project_out(grid) if self.project_out is not None else grid
             with torch.no_grad():
                 weights = valid.float()
@@ -164,7 +180,7 @@ class FiniteScalarQuantizer(HostCounters, nn.Module):
                 perplexity, running = perplexity_from_counts(torch.stack((hist, self.usage_ema)))
         zero = torch.zeros((), dtype=torch.float32, device=x.device)
         quantized = out.reshape(*lead, self.dim).to(x.dtype)
-        latents = (bounded.detach() / self._half_width).reshape(*lead, self.code_dim)
+        latents = (bounded.detach() / half_width).reshape(*lead, self.code_dim)
         if self.channel_first:
             quantized = quantized.movedim(-1, 1)
             latents = latents.movedim(-1, 1)
