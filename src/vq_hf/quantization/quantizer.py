@@ -140,7 +140,8 @@ class VectorQuantizer(HostCounters, nn.Module):
 
     Buffers (persistent, fixed shape): ``step``, ``micro_step``, ``epoch``, ``last_action_position``,
     ``rng_seed``, ``num_reestimations``, ``num_skipped_reestimations``, ``last_inertia``, the EMA
-    statistics and accumulators, the reservoir, ``usage_ema``, ``last_used_step`` and the BN statistics —
+    statistics and accumulators, the reservoir, ``usage_ema``, ``last_used_step``, with revival ``count_ema``,
+    ``pending_usage`` and ``num_revived_codes``, and the BN statistics —
     so save → load → continue reproduces an uninterrupted run exactly.
     """
 
