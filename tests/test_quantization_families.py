@@ -427,3 +427,13 @@ def test_build_quantizer_makes_every_family_and_names_bad_keys():
         build_quantizer(8, family="lfq")
     with pytest.raises(ValueError, match=r"\['codebook_size'\] are not options of family 'fsq'"):
         build_quantizer(8, family="fsq", levels=[5, 5], codebook_size=16)
+
+
+def test_codebook_lr_multiplier_reaches_every_residual_level():
+    from vq_hf.quantization import codebook_param_groups
+
+    rvq = ResidualVectorQuantizer(4, 8, 3, batch_norm=True, codebook_lr_multiplier=10.0)
+    groups = {g["name"]: g for g in codebook_param_groups(rvq, lr=1e-3)}
+    assert [id(p) for p in groups["codebook_x10"]["params"]] == [id(l.codebook) for l in rvq.levels]
+    assert groups["codebook_x10"]["lr"] == pytest.approx(1e-2)
+    assert len(groups["default"]["params"]) == 2  # the input batch norm's affine parameters
