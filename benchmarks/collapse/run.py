@@ -33,6 +33,7 @@ import io
 import json
 import math
 import os
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -227,7 +228,7 @@ def write_outputs(runs, methods, args, info, output: Path) -> None:
     lines = [
         "# Codebook-collapse benchmark (CIFAR-10, CPU scale)",
         "",
-        f"Command: `python benchmarks/collapse/run.py {' '.join(sys.argv[1:])}`",
+        f"Command: `python benchmarks/collapse/run.py {shlex.join(sys.argv[1:])}`",
         "",
         f"Model: conv autoencoder 32×32×3 → 8×8×{args.dim} → 32×32×3, one code per latent position, "
         f"K = {args.codebook_size}; {args.train_images} training images, {args.test_images} test images; "
@@ -278,6 +279,7 @@ def write_outputs(runs, methods, args, info, output: Path) -> None:
     png = output.parent / f"{output.name}_usage.png"
     tmp = png.with_suffix(".tmp.png")
     fig.savefig(tmp, dpi=110)
+    plt.close(fig)
     os.replace(tmp, png)
 
 
