@@ -416,17 +416,24 @@ def test_boundary_and_epoch_helpers_reach_every_family():
 
 
 def test_build_quantizer_makes_every_family_and_names_bad_keys():
-    from vq_hf.quantization import build_quantizer
+    from vq_hf.quantization import build_quantizer, check_quantizer_options
 
     assert type(build_quantizer(8, codebook_size=16)) is VectorQuantizer
     rvq = build_quantizer(8, family="residual", codebook_size=16, num_quantizers=3, quantizer_type="reestimating")
     assert isinstance(rvq, ResidualVectorQuantizer) and len(rvq.levels) == 3 and rvq.dim == 8
     fsq = build_quantizer(8, family="fsq", levels=[5, 5])
     assert isinstance(fsq, FiniteScalarQuantizer) and fsq.project_in is not None
-    with pytest.raises(ValueError, match="family 'lfq' is unknown"):
+    full = check_quantizer_options({"family": "residual", "codebook_size": 16, "num_quantizers": 2}, dim=8)
+    assert full["family"] == "residual" and full["quantizer_dropout"] == 0.0
+    with pytest.raises(ValueError, match="family='lfq' is not supported"):
         build_quantizer(8, family="lfq")
-    with pytest.raises(ValueError, match=r"\['codebook_size'\] are not options of family 'fsq'"):
+    with pytest.raises(ValueError, match=r"unknown FiniteScalarQuantizer option\(s\) \['codebook_size'\]"):
         build_quantizer(8, family="fsq", levels=[5, 5], codebook_size=16)
+    with pytest.raises(ValueError, match="warmup_steps must be >= 0"):  # the levels' checks apply to a residual config
+        check_quantizer_options({"family": "residual", "codebook_size": 16, "num_quantizers": 2, "warmup_steps": -1})
+    with pytest.raises(ValueError, match="quantizer_dropout"):
+        check_quantizer_options({"family": "residual", "codebook_size": 16, "num_quantizers": 2,
+                                 "quantizer_dropout": 1.5})
 
 
 def test_codebook_lr_multiplier_reaches_every_residual_level():
@@ -437,3 +444,30 @@ def test_codebook_lr_multiplier_reaches_every_residual_level():
     assert [id(p) for p in groups["codebook_x10"]["params"]] == [id(l.codebook) for l in rvq.levels]
     assert groups["codebook_x10"]["lr"] == pytest.approx(1e-2)
     assert len(groups["default"]["params"]) == 2  # the input batch norm's affine parameters
+
+
+@pytest.mark.parametrize("quantizer", [
+    {"family": "residual", "codebook_size": 16, "num_quantizers": 3, "quantizer_type": "reestimating",
+     "batch_norm": True, "warmup_steps": 1, "reservoir_size": 256, "quantizer_dropout": 0.5},
+    {"family": "fsq", "levels": [4, 4, 4]},
+])
+def test_families_in_the_image_model_config_train_save_and_reload(quantizer, tmp_path):
+    from vq_hf.models.vqvae_image import VQVAEImageConfig, VQVAEImageModel
+
+    config = VQVAEImageConfig(quantizer=quantizer)
+    model = VQVAEImageModel(config)
+    x = torch.rand(2, 3, 32, 32)
+    for _ in range(3):
+        out = model(pixel_values=x)
+    L = config.num_codebooks
+    assert out.codes.shape[-1] == L == (3 if quantizer["family"] == "residual" else 1)
+    model.save_pretrained(tmp_path)
+    loaded = VQVAEImageModel.from_pretrained(tmp_path)
+    for (k, v), w in zip(model.state_dict().items(), loaded.state_dict().values()):
+        assert torch.equal(v, w), k
+    model.eval()
+    loaded.eval()
+    codes = model.encode(pixel_values=x).codes
+    assert torch.equal(loaded.encode(pixel_values=x).codes, codes)
+    assert int(codes.max()) < config.codebook_size
+    assert model.decode_codes(codes).reconstruction.shape == x.shape

@@ -153,7 +153,8 @@ def main(argv=None) -> int:
         # During the warm-up pass-through the codebook gets no gradient: DDP must tolerate unused parameters.
         kwargs_handlers=[DistributedDataParallelKwargs(
             broadcast_buffers=False,
-            find_unused_parameters=bool(model_config.use_bottleneck and model_config.warmup_steps > 0))],
+            find_unused_parameters=bool(model_config.use_bottleneck
+                                        and model_config.quantizer.get("warmup_steps", 0) > 0))],
     )
     main_proc = accelerator.is_main_process
 

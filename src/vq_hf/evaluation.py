@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from contextlib import nullcontext
 
@@ -34,8 +33,7 @@ from vq_hf.metrics import (
     nelbo_bits_per_dim,
     uniform_rate_bits,
 )
-
-LN2 = math.log(2.0)
+from vq_hf.metrics.bits import LN2
 
 
 def _per_example_histogram(codes: torch.Tensor, mask: torch.Tensor | None, codebook_size: int) -> torch.Tensor:
@@ -71,8 +69,9 @@ def evaluate_model(model, dataloader, task: str, accelerator=None, max_batches: 
     was_training = model.training
     model.eval()
     cfg = model.config
-    has_vq = getattr(cfg, "use_bottleneck", True)
-    k = int(cfg.codebook_size) if has_vq else 0
+    quantizer = getattr(model, "quantizer", None)
+    has_vq = quantizer is not None
+    k = int(quantizer.codebook_size) if has_vq else 0
     device = accelerator.device if accelerator is not None else next(model.parameters()).device
 
     loss_sum, n_examples, has_loss = 0.0, 0, False
@@ -93,7 +92,7 @@ def evaluate_model(model, dataloader, task: str, accelerator=None, max_batches: 
         n_examples += int(_gather(accelerator, torch.ones(bsz, device=device)).sum())
 
         if task == "speech":
-            hyps = ctc_greedy_decode(out.logits.float(), out.output_lengths, blank=cfg.ctc_blank_id)
+            hyps = ctc_greedy_decode(out.logits.float(), out.output_lengths, cfg.ctc_blank_id)
             refs = [[int(x) for x in row if x != -100] for row in batch["labels"].tolist()]
             per_ex = torch.tensor([edit_distance_counts([h], [r]) for h, r in zip(hyps, refs)],
                                   dtype=torch.long, device=device).reshape(-1, 2)
@@ -180,9 +179,9 @@ def load_model(folder):
     """The model class of the folder's task (VQVAEForCTC for speech, VQVAEModel otherwise), in eval mode."""
     from vq_hf.models import VQVAEConfig, VQVAEForCTC, VQVAEModel
 
-    config = VQVAEConfig.from_pretrained(folder)
+    config = VQVAEConfig.from_pretrained(folder)  # the family's config (0.1.0 folders converted)
     cls = VQVAEForCTC if config.architecture == "speech" else VQVAEModel
-    return cls.from_pretrained(folder).eval()
+    return cls.from_pretrained(folder, config=config).eval()
 
 
 def cli(argv=None) -> int:

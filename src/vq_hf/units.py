@@ -251,7 +251,7 @@ def extract_units(
         "num_examples": index,
         "num_positions": seen_positions,
         "num_codebooks": num_codebooks,
-        "codebook_size": getattr(config, "codebook_size", None),
+        "codebook_size": getattr(getattr(model, "quantizer", None), "codebook_size", None),
         "architecture": getattr(config, "architecture", None),
         "dedup": dedup,
     }
@@ -291,7 +291,7 @@ def _load_speech_split(args) -> Any:
     """
     from vq_hf.data import load_wsj
     from vq_hf.data.wsj import _is_kaldi_dir, read_phones
-    from vq_hf.models.feature_extraction_vqvae import VQVAEFeatureExtractor
+    from vq_hf.models.vqvae_speech.feature_extraction_vqvae_speech import VQVAEFeatureExtractor
 
     if not args.dataset_name:
         raise SystemExit("vq-hf units: --dataset_name (a Kaldi data root: one folder per split) is required for speech")
@@ -345,11 +345,11 @@ def _load_processor(path: str, architecture: str):
     if not (Path(path) / "preprocessor_config.json").is_file():
         return None
     if architecture == "handwriting":
-        from vq_hf.models.line_processing_vqvae import VQVAELineImageProcessor
+        from vq_hf.models.vqvae_line.image_processing_vqvae_line import VQVAELineImageProcessor
 
         return VQVAELineImageProcessor.from_pretrained(path)
     if architecture == "speech":
-        from vq_hf.models.feature_extraction_vqvae import VQVAEFeatureExtractor
+        from vq_hf.models.vqvae_speech.feature_extraction_vqvae_speech import VQVAEFeatureExtractor
 
         return VQVAEFeatureExtractor.from_pretrained(path)
     return None

@@ -67,7 +67,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..models.feature_extraction_vqvae import VQVAEFeatureExtractor
+from ..models.vqvae_speech.feature_extraction_vqvae_speech import VQVAEFeatureExtractor
 
 logger = logging.getLogger(__name__)
 

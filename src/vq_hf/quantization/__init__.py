@@ -7,7 +7,7 @@ Public names: :class:`VectorQuantizer`, :class:`VectorQuantizerOutput`, :class:`
 :class:`Reservoir`, :class:`ReestimationSchedule`).
 """
 
-from .factory import QUANTIZER_FAMILIES, build_quantizer
+from .factory import QUANTIZER_FAMILIES, build_quantizer, check_quantizer_options
 from .fsq import FiniteScalarQuantizer
 from .kmeans import KMeansResult, kmeans, kmeans_plusplus
 from .metrics import CodebookUsageAccumulator, code_histogram, perplexity_from_counts
@@ -22,12 +22,13 @@ from .search import nearest_codes
 
 __all__ = [
     "VectorQuantizer",
+    "build_quantizer",
+    "check_quantizer_options",
+    "QUANTIZER_FAMILIES",
     "VectorQuantizerOutput",
     "ResidualVectorQuantizer",
     "FiniteScalarQuantizer",
     "rotation_trick",
-    "build_quantizer",
-    "QUANTIZER_FAMILIES",
     "codebook_param_groups",
     "reset_codebook_optimizer_state",
     "set_update_boundary",

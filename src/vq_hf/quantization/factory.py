@@ -1,16 +1,19 @@
-"""One entry point from a configuration dict to a quantizer module: ``build_quantizer(dim, **quantizer_dict)``.
+"""One entry point from a model config's nested ``quantizer`` dict to a quantizer module.
 
-``family`` (optional, default ``"vector"``) picks the class; every other key is a keyword argument of it:
+A config stores the dict as given (the quantizer's keyword arguments, plus an optional ``family``); the model
+derives the input dimension and calls :func:`build_quantizer`. :func:`check_quantizer_options` runs the same
+checks at config construction, so a bad value is reported before any model is built.
 
-- ``"vector"``: :class:`VectorQuantizer` (the paper's quantizer: vanilla / EMA / re-estimating, cosine,
-  rotation trick, dead-code revival);
-- ``"residual"``: :class:`ResidualVectorQuantizer` (levels of VectorQuantizers on successive residuals);
-- ``"fsq"``: :class:`FiniteScalarQuantizer` (codebook-free; ``levels`` required).
+Families (``family`` key): ``"vector"`` (default) :class:`VectorQuantizer`; ``"residual"``
+:class:`ResidualVectorQuantizer`; ``"fsq"`` :class:`FiniteScalarQuantizer` (``levels`` required). Each class
+has ``validate_options(options, dim=None)``.
 """
 
 from __future__ import annotations
 
-import inspect
+import math
+from collections.abc import Mapping
+from typing import Any
 
 from torch import nn
 
@@ -18,28 +21,43 @@ from .fsq import FiniteScalarQuantizer
 from .quantizer import VectorQuantizer
 from .residual import ResidualVectorQuantizer
 
-__all__ = ["QUANTIZER_FAMILIES", "build_quantizer"]
+_CLASSES = {"vector": VectorQuantizer, "residual": ResidualVectorQuantizer, "fsq": FiniteScalarQuantizer}
+QUANTIZER_FAMILIES = tuple(_CLASSES)
 
-QUANTIZER_FAMILIES = {"vector": VectorQuantizer, "residual": ResidualVectorQuantizer, "fsq": FiniteScalarQuantizer}
+__all__ = ["QUANTIZER_FAMILIES", "build_quantizer", "check_quantizer_options", "code_layout"]
 
 
-def build_quantizer(dim: int, **quantizer_dict) -> nn.Module:
-    """The quantizer for ``dim`` input channels described by ``quantizer_dict`` (module docstring).
+def _family(options: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+    rest = dict(options)
+    family = rest.pop("family", "vector")
+    if family not in QUANTIZER_FAMILIES:
+        raise ValueError(f"quantizer family={family!r} is not supported; expected one of {QUANTIZER_FAMILIES}")
+    return family, rest
 
-    Raises:
-        ValueError: unknown family, or a key that the family's class does not take (named, with the
-            accepted keys).
-    """
-    options = dict(quantizer_dict)
-    family = options.pop("family", "vector")
-    cls = QUANTIZER_FAMILIES.get(family)
-    if cls is None:
-        raise ValueError(f"quantizer family {family!r} is unknown; expected one of {sorted(QUANTIZER_FAMILIES)}")
-    accepted = [name for name in inspect.signature(cls).parameters if name != "dim"]
-    unknown = sorted(set(options) - set(accepted))
-    if unknown:
-        raise ValueError(
-            f"quantizer option(s) {unknown} are not options of family {family!r} ({cls.__name__}); "
-            f"accepted: {accepted}"
-        )
-    return cls(dim=dim, **options)
+
+def check_quantizer_options(options: Mapping[str, Any], dim: int | None = None) -> dict[str, Any]:
+    """Validate ``options`` as :func:`build_quantizer` would (``dim`` may be unknown yet); returns the complete
+    options with every default filled in and ``family`` set."""
+    if not isinstance(options, Mapping):
+        raise ValueError(f"the quantizer options must be a mapping of keyword arguments, got {options!r}")
+    family, rest = _family(options)
+    return {"family": family, **_CLASSES[family].validate_options(rest, dim=dim)}
+
+
+def code_layout(options: Mapping[str, Any]) -> tuple[int, int]:
+    """``(codes per position, codebook size)`` of complete options (:func:`check_quantizer_options`): the last
+    axis of ``codes`` and the range of each code."""
+    family = options.get("family", "vector")
+    if family == "residual":
+        return options["num_quantizers"], options["codebook_size"]
+    if family == "fsq":
+        return 1, math.prod(options["levels"])
+    return options["num_codebooks"], options["codebook_size"]
+
+
+def build_quantizer(dim: int, **options: Any) -> nn.Module:
+    """The quantizer of ``options`` (``family`` defaults to ``"vector"``: :class:`VectorQuantizer`) over ``dim``
+    input channels."""
+    family, rest = _family(options)
+    _CLASSES[family].validate_options(rest, dim=dim)  # unknown names as a ValueError naming them, not a TypeError
+    return _CLASSES[family](dim=dim, **rest)

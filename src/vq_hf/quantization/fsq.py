@@ -22,7 +22,7 @@ from torch import nn
 
 from ._state import HostCounters, clear_mirrors
 from .metrics import code_histogram, perplexity_from_counts, update_usage_
-from .quantizer import VectorQuantizer, VectorQuantizerOutput, _check_float, _check_int
+from .quantizer import VectorQuantizer, VectorQuantizerOutput, _check_float, _check_int, complete_options
 from .rotation import straight_through
 
 __all__ = ["FiniteScalarQuantizer"]
@@ -46,6 +46,13 @@ class FiniteScalarQuantizer(HostCounters, nn.Module):
 
     _vq_hf_stateful = True  # found by set_update_boundary / start_epoch
 
+    @classmethod
+    def validate_options(cls, options, dim: int | None = None) -> dict:
+        """Check keyword options as ``FiniteScalarQuantizer(dim=dim, **options)`` would; returns them complete."""
+        full = complete_options(cls, options)
+        _check_fsq_options({"dim": dim, **full})
+        return full
+
     def __init__(
         self,
         levels: list[int] | tuple[int, ...],
@@ -56,15 +63,9 @@ class FiniteScalarQuantizer(HostCounters, nn.Module):
         check_finite: bool = True,
     ):
         super().__init__()
-        if not isinstance(levels, (list, tuple)) or not levels:
-            raise ValueError(f"levels must be a non-empty list of ints >= 2, got {levels!r}")
-        for value in levels:
-            _check_int("each of levels", value, 2)
+        _check_fsq_options(locals())
         d = len(levels)
         dim = d if dim is None else dim
-        _check_int("dim", dim, 1)
-        _check_int("dead_code_window", dead_code_window, 1)
-        _check_float("running_usage_decay", running_usage_decay, lo=0.0, hi=1.0, hi_open=True)
         self.levels = tuple(int(v) for v in levels)
         self.dim = dim
         self.code_dim = d
@@ -215,3 +216,15 @@ class FiniteScalarQuantizer(HostCounters, nn.Module):
         else:
             self._write("micro_step", self._read("micro_step") + 1)
         return step
+
+
+def _check_fsq_options(o) -> None:
+    levels = o["levels"]
+    if not isinstance(levels, (list, tuple)) or not levels:
+        raise ValueError(f"levels must be a non-empty list of ints >= 2, got {levels!r}")
+    for value in levels:
+        _check_int("each of levels", value, 2)
+    if o["dim"] is not None:
+        _check_int("dim", o["dim"], 1)
+    _check_int("dead_code_window", o["dead_code_window"], 1)
+    _check_float("running_usage_decay", o["running_usage_decay"], lo=0.0, hi=1.0, hi_open=True)

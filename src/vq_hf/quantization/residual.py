@@ -32,7 +32,14 @@ from ._state import HostCounters, clear_mirrors
 from .distributed import all_gather, broadcast_, get_rank, is_distributed
 from .kmeans import kmeans
 from .normalization import MaskedBatchNorm
-from .quantizer import QUANTIZER_TYPES, VectorQuantizer, VectorQuantizerOutput, _check_float, _check_int
+from .quantizer import (
+    QUANTIZER_TYPES,
+    VectorQuantizer,
+    VectorQuantizerOutput,
+    _check_float,
+    _check_int,
+    complete_options,
+)
 from .reservoir import Reservoir
 from .rotation import apply_gradient_estimator
 from .schedule import ReestimationSchedule
@@ -70,6 +77,15 @@ class ResidualVectorQuantizer(HostCounters, nn.Module):
 
     _vq_hf_stateful = True  # found by set_update_boundary / start_epoch
 
+    @classmethod
+    def validate_options(cls, options, dim: int | None = None) -> dict:
+        """Check keyword options as ``ResidualVectorQuantizer(dim, **options)`` would; returns them complete."""
+        full = complete_options(cls, options)
+        _check_rvq_options(full)
+        level = {k: v for k, v in full.items() if k in VectorQuantizer.option_names()}
+        VectorQuantizer.validate_options(level, dim=dim)
+        return full
+
     def __init__(
         self,
         dim: int,
@@ -104,16 +120,7 @@ class ResidualVectorQuantizer(HostCounters, nn.Module):
         revive_from: int | None = None,
     ):
         super().__init__()
-        _check_int("num_quantizers", num_quantizers, 1)
-        _check_float("quantizer_dropout", quantizer_dropout, lo=0.0, hi=1.0)
-        _check_int("seed", seed, 0)
-        if quantizer_type not in QUANTIZER_TYPES:
-            raise ValueError(f"quantizer_type must be one of {QUANTIZER_TYPES}, got {quantizer_type!r}")
-        if distance != "euclidean":
-            raise ValueError(
-                f"ResidualVectorQuantizer supports distance='euclidean' only, got {distance!r}: residuals of "
-                "unit vectors are not unit vectors"
-            )
+        _check_rvq_options(locals())
         self.dim = dim
         self.codebook_size = codebook_size
         self.num_quantizers = num_quantizers
@@ -409,3 +416,16 @@ class ResidualVectorQuantizer(HostCounters, nn.Module):
         self._write("num_reestimations", self._read("num_reestimations") + 1)
         return True
 
+
+def _check_rvq_options(o) -> None:
+    """The checks of the options that are the residual quantizer's own (the levels check the rest)."""
+    _check_int("num_quantizers", o["num_quantizers"], 1)
+    _check_float("quantizer_dropout", o["quantizer_dropout"], lo=0.0, hi=1.0)
+    _check_int("seed", o["seed"], 0)
+    if o["quantizer_type"] not in QUANTIZER_TYPES:
+        raise ValueError(f"quantizer_type must be one of {QUANTIZER_TYPES}, got {o['quantizer_type']!r}")
+    if o["distance"] != "euclidean":
+        raise ValueError(
+            f"ResidualVectorQuantizer supports distance='euclidean' only, got {o['distance']!r}: residuals of "
+            "unit vectors are not unit vectors"
+        )
