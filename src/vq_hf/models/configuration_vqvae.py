@@ -75,7 +75,8 @@ class VQVAEConfig(PretrainedConfig, metaclass=_DispatchingConfigType):
             baseline); `encode`/`decode_codes` then raise.
         quantizer (`dict`): keyword arguments of :func:`vq_hf.quantization.build_quantizer` (those of
             :class:`vq_hf.quantization.VectorQuantizer`, without `dim` and `channel_first`, which the model
-            sets; plus an optional `family`). Stored unchanged; validated by the quantizer's own checks.
+            sets; plus an optional `family`: `"residual"` takes those of `ResidualVectorQuantizer`, `"fsq"`
+            those of `FiniteScalarQuantizer`). Stored unchanged; validated by the quantizer's own checks.
     """
 
     model_type = LEGACY_MODEL_TYPE
