@@ -3,10 +3,11 @@
 Public names: :class:`VectorQuantizer`, :class:`VectorQuantizerOutput`, :class:`ResidualVectorQuantizer`,
 :class:`FiniteScalarQuantizer`, :func:`rotation_trick`, :func:`build_quantizer`, :func:`codebook_param_groups`,
 :func:`set_update_boundary`, :func:`start_epoch`, :class:`CodebookUsageAccumulator`,
-:class:`MaskedBatchNorm`, plus the building blocks (:func:`nearest_codes`, :func:`kmeans`,
+:class:`MaskedBatchNorm`, plus the building blocks (:func:`nearest_codes`, :func:`select_search`, :func:`kmeans`,
 :class:`Reservoir`, :class:`ReestimationSchedule`).
 """
 
+from .backend import nearest_codes, select_search
 from .factory import QUANTIZER_FAMILIES, build_quantizer, check_quantizer_options
 from .fsq import FiniteScalarQuantizer
 from .kmeans import KMeansResult, kmeans, kmeans_plusplus
@@ -18,7 +19,6 @@ from .reservoir import Reservoir
 from .residual import ResidualVectorQuantizer
 from .rotation import rotation_trick
 from .schedule import ReestimationSchedule
-from .search import nearest_codes
 
 __all__ = [
     "VectorQuantizer",
@@ -36,6 +36,7 @@ __all__ = [
     "CodebookUsageAccumulator",
     "MaskedBatchNorm",
     "nearest_codes",
+    "select_search",
     "kmeans",
     "kmeans_plusplus",
     "KMeansResult",

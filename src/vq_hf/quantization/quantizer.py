@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 from transformers.utils import ModelOutput
 
+from .backend import select_search
 from .distributed import all_gather, all_reduce_sum_, broadcast_, get_rank, get_world_size, is_distributed
 from .kmeans import kmeans
 from .metrics import code_histogram, perplexity_from_counts, update_usage_
@@ -28,14 +29,7 @@ from .revival import RevivalSchedule, choose_replacements
 from .rotation import GRADIENT_ESTIMATORS, rotation_trick
 from .schedule import ReestimationSchedule
 from ._state import STREAM_TAGS, HostCounters, _Mirror, clear_mirrors, mix_seed
-from .search import (
-    DEFAULT_SEARCH_MEMORY_MB,
-    SEARCH_BACKENDS,
-    flat_code_index,
-    fused_nearest_codes,
-    nearest_codes,
-    use_fused_search,
-)
+from .search import DEFAULT_SEARCH_MEMORY_MB, SEARCH_BACKENDS, flat_code_index
 from .updates import ema_accumulate_, ema_apply_, gradient_rule_step
 
 __all__ = ["VectorQuantizer", "VectorQuantizerOutput", "set_update_boundary", "start_epoch"]
@@ -530,12 +524,10 @@ class VectorQuantizer(HostCounters, nn.Module):
         else:
             codebook = self.effective_codebook()
         accumulate = ema and quantizing and self.training
-        if use_fused_search(zg, self.search_backend):
-            stats = dict(counts=self.pending_count, sums=self.pending_sum, weights=weights) if accumulate else {}
-            codes, _ = fused_nearest_codes(zg.detach(), codebook.detach(), **stats)
-        else:
-            codes, _ = nearest_codes(zg.detach(), codebook.detach(), memory_mb=self.search_memory_mb, use_fused=False)
-            accumulate = False
+        search = select_search(zg, self.search_backend)
+        accumulate = accumulate and search.accumulates_statistics
+        stats = dict(counts=self.pending_count, sums=self.pending_sum, weights=weights) if accumulate else {}
+        codes, _ = search(zg.detach(), codebook.detach(), memory_mb=self.search_memory_mb, **stats)
         if quantizing:
             out, loss, codebook_loss, commitment_loss = gradient_rule_step(
                 zg, codebook, codes, weights, self.commitment_cost

@@ -43,7 +43,8 @@ from .quantizer import (
 from .reservoir import Reservoir
 from .rotation import apply_gradient_estimator
 from .schedule import ReestimationSchedule
-from .search import DEFAULT_SEARCH_MEMORY_MB, nearest_codes
+from .backend import nearest_codes
+from .search import DEFAULT_SEARCH_MEMORY_MB
 
 __all__ = ["ResidualVectorQuantizer"]
 
@@ -396,7 +397,9 @@ class ResidualVectorQuantizer(HostCounters, nn.Module):
                 level.codebook[0].copy_(res.centroids.to(level.codebook.dtype))
                 self.last_inertia[level_index] = res.inertia
                 codebook = level.effective_codebook().detach()
-                assigned, _ = nearest_codes(data.unsqueeze(0), codebook, memory_mb=self.search_memory_mb)
+                assigned, _ = nearest_codes(
+                    data.unsqueeze(0), codebook, memory_mb=self.search_memory_mb, backend=self.search_backend
+                )
                 data = data - codebook[0].index_select(0, assigned[0])
         if is_distributed():
             broadcast_(ok)

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .search import nearest_codes
+from .search import chunked_nearest_codes
 
 __all__ = ["RevivalSchedule", "choose_replacements"]
 
@@ -78,7 +78,7 @@ def choose_replacements(
         return dead_idx[:0], samples[:0]
     live = codebook[~dead].float()
     if live.shape[0] > 0:
-        _, d2 = nearest_codes(samples.unsqueeze(0), live.unsqueeze(0), use_fused=False)
+        _, d2 = chunked_nearest_codes(samples.unsqueeze(0), live.unsqueeze(0))  # rare host-side call: the reference path
         weights = d2[0].double().clamp_min(1e-30)
     else:
         weights = torch.ones(samples.shape[0], dtype=torch.float64, device=samples.device)
