@@ -37,13 +37,13 @@ for g in "${SETS[@]}"; do
     [ -f "$cfg" ] || { echo "mutation_test.sh: no config $cfg" >&2; exit 2; }
     db=$WORK/$g.sqlite
     if [ ! -f "$db" ]; then
-        cosmic-ray init "$cfg" "$db"
+        nice -n 19 cosmic-ray init "$cfg" "$db"
         cr-filter-operators "$db" "$cfg"
     fi
     left=$(( BUDGET - (SECONDS - start) ))
     if [ "$left" -gt 0 ]; then
         echo "== $g: $(cr-report "$db" | tail -3 | head -1) ($left s of budget left)"
-        if ! timeout "$left" nice -n 10 cosmic-ray exec "$cfg" "$db"; then
+        if ! timeout "$left" nice -n 19 cosmic-ray exec "$cfg" "$db"; then
             echo "== $g: stopped by the time budget"
             # a killed exec may leave its current mutant in the copy: put the module back
             module=$(python3 -c "import sys, tomllib; print(tomllib.load(open(sys.argv[1], 'rb'))['cosmic-ray']['module-path'])" "$cfg")
