@@ -6,6 +6,8 @@ Each test names the mutant it kills.
 import pytest
 import torch
 
+from vq_hf import VectorQuantizer
+from vq_hf.quantization import ReestimationSchedule
 from vq_hf.quantization.reservoir import Reservoir
 
 
@@ -39,3 +41,25 @@ def test_reservoir_of_one_row_and_batches_of_one_vector():
         assert res.seen.tolist() == [10]
         finals.add(float(res.contents(0)[0, 0]))
     assert len(finals) >= 5, finals  # the kept vector is spread over the stream (uniform: 1/10 each)
+
+
+# ----------------------------------------------------------------------------- schedule.py
+
+
+def test_schedule_accepts_warmup_zero_and_rejects_negative_fields():
+    """Mutant: ``if self.warmup < 0`` → ``<= 0`` in ``ReestimationSchedule.__post_init__`` (the common
+    ``warmup_steps=0`` — quantize and initialise from the first step — refused; every other test used a
+    warm-up > 0)."""
+    s = ReestimationSchedule(warmup=0, every=1, length=0, reestimating=True)
+    assert s.quantizing(0) and s.reestimation_positions(5) == [0] and s.last_reestimation == 0
+    vq = VectorQuantizer(4, 4, quantizer_type="reestimating", warmup_steps=0, reestimate_every=1,
+                         reestimate_steps=0, reservoir_size=64)
+    out = vq(torch.randn(16, 4, generator=torch.Generator().manual_seed(0)))
+    assert out.quantizing and out.reestimated  # k-means initialises the codebook on the very first step
+    for field, bad, message in [
+        ("warmup", -1, "warmup_steps must be >= 0, got -1"),
+        ("every", 0, "reestimate_every must be >= 1, got 0"),
+        ("length", -1, "reestimate_steps must be >= 0, got -1"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            ReestimationSchedule(**{field: bad})
