@@ -63,3 +63,39 @@ def test_schedule_accepts_warmup_zero_and_rejects_negative_fields():
     ]:
         with pytest.raises(ValueError, match=message):
             ReestimationSchedule(**{field: bad})
+
+
+@pytest.mark.parametrize(
+    "warmup, every, length, positions",
+    [
+        (2, 3, 6, [2, 5]),  # window a multiple of every: 2 + 6 is outside the window (j·r < M_reestim)
+        (2, 3, 8, [2, 5, 8]),  # the last one 2 + 6, not 2 + 7
+        (0, 4, 1, [0]),
+    ],
+)
+def test_schedule_window_end_is_an_integer_on_the_every_grid(warmup, every, length, positions):
+    """Mutants in ``last_reestimation``: ``(self.length - 1) // self.every`` → ``/`` (the window end becomes
+    ``warmup + length - 1``, a float off the grid: sampling runs past the last re-estimation), and
+    ``length - 1`` → ``length + 1`` / ``length - 0`` (one re-estimation too many when ``every`` divides
+    ``length``). The existing test's ``length=7, every=3`` gives the same end under all three."""
+    s = ReestimationSchedule(warmup=warmup, every=every, length=length, reestimating=True)
+    assert s.reestimation_positions(40) == positions
+    assert type(s.last_reestimation) is int and s.last_reestimation == positions[-1]
+    assert [p for p in range(40) if s.sampling(p)] == list(range(positions[-1] + 1))
+    assert ReestimationSchedule(warmup=3, reestimating=False).last_reestimation == -1  # documented: −1 when off
+
+
+def test_schedule_step_mode_never_resets_the_reservoir_during_warmup():
+    """Mutant: ``reestimating and unit == "epochs" and position < warmup`` → ``… == "epochs" or position <
+    warmup`` in ``resets_reservoir_at`` (step mode would empty the reservoir at every warm-up step, so the
+    first k-means would see one batch instead of the whole warm-up)."""
+    for unit, reestimating, expected in [("steps", True, []), ("epochs", True, [0, 1, 2]),
+                                         ("epochs", False, []), ("steps", False, [])]:
+        s = ReestimationSchedule(warmup=3, every=2, length=4, unit=unit, reestimating=reestimating)
+        assert [p for p in range(10) if s.resets_reservoir_at(p)] == expected, (unit, reestimating)
+    vq = VectorQuantizer(4, 4, quantizer_type="reestimating", warmup_steps=3, reestimate_every=1,
+                         reestimate_steps=1, reservoir_size=1000)
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(3):
+        vq(torch.randn(10, 4, generator=gen))
+    assert int(vq.reservoir.seen[0]) == 30  # all three warm-up steps are kept for the first k-means
