@@ -99,3 +99,12 @@ def test_schedule_step_mode_never_resets_the_reservoir_during_warmup():
     for _ in range(3):
         vq(torch.randn(10, 4, generator=gen))
     assert int(vq.reservoir.seen[0]) == 30  # all three warm-up steps are kept for the first k-means
+
+
+def test_schedule_defaults_are_the_quantizers_defaults():
+    """Mutants: the dataclass defaults ``warmup: int = 0`` → ``1`` and ``length: int = 0`` → ``1`` (the
+    quantizer always passes every field, so nothing else reads them). A schedule built with defaults must be
+    the one a default quantizer runs, for each quantizer type."""
+    for quantizer_type in ("vanilla", "ema", "reestimating"):
+        vq = VectorQuantizer(4, 4, quantizer_type=quantizer_type)
+        assert vq.schedule == ReestimationSchedule(reestimating=quantizer_type == "reestimating"), quantizer_type
