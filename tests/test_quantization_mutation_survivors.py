@@ -3,6 +3,8 @@
 Each test names the mutant it kills.
 """
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -102,9 +104,20 @@ def test_schedule_step_mode_never_resets_the_reservoir_during_warmup():
 
 
 def test_schedule_defaults_are_the_quantizers_defaults():
-    """Mutants: the dataclass defaults ``warmup: int = 0`` → ``1`` and ``length: int = 0`` → ``1`` (the
-    quantizer always passes every field, so nothing else reads them). A schedule built with defaults must be
+    """Mutants: the dataclass defaults ``warmup: int = 0`` → ``1`` and ``length: int = 0`` → ``1``,
+    ``every: int = 100`` → ``99``, ``reestimating: bool = False`` → ``True`` (the quantizer always passes every
+    field, so nothing else reads them). A schedule built with defaults must be
     the one a default quantizer runs, for each quantizer type."""
-    for quantizer_type in ("vanilla", "ema", "reestimating"):
-        vq = VectorQuantizer(4, 4, quantizer_type=quantizer_type)
-        assert vq.schedule == ReestimationSchedule(reestimating=quantizer_type == "reestimating"), quantizer_type
+    for quantizer_type in ("vanilla", "ema"):  # the default schedule re-estimates nothing
+        assert VectorQuantizer(4, 4, quantizer_type=quantizer_type).schedule == ReestimationSchedule()
+    assert VectorQuantizer(4, 4, quantizer_type="reestimating").schedule == ReestimationSchedule(reestimating=True)
+
+
+def test_a_quantizers_schedule_cannot_be_changed_behind_its_validation():
+    """Mutant: ``@dataclass(frozen=True)`` → ``frozen=False`` on ``ReestimationSchedule``. The quantizer
+    validates its options once; a mutable schedule would let ``vq.schedule.every = 0`` through unchecked
+    (a ZeroDivisionError in the middle of training)."""
+    vq = VectorQuantizer(4, 4, quantizer_type="reestimating", warmup_steps=2, reestimate_every=3, reestimate_steps=6)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        vq.schedule.every = 0
+    assert vq.schedule.reestimation_positions(20) == [2, 5]
