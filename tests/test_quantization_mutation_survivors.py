@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from vq_hf import VectorQuantizer
-from vq_hf.quantization import ReestimationSchedule
+from vq_hf.quantization import ReestimationSchedule, kmeans
 from vq_hf.quantization.reservoir import Reservoir
 
 
@@ -121,3 +121,17 @@ def test_a_quantizers_schedule_cannot_be_changed_behind_its_validation():
     with pytest.raises(dataclasses.FrozenInstanceError):
         vq.schedule.every = 0
     assert vq.schedule.reestimation_positions(20) == [2, 5]
+
+
+# ----------------------------------------------------------------------------- kmeans.py
+
+
+def test_kmeans_reports_the_lloyd_iterations_it_ran():
+    """Mutant: ``iterations += 1`` → ``+= 0`` in ``_lloyd`` (``KMeansResult.iterations`` always 0). With
+    ``tol=0`` Lloyd stops only at ``max_iters`` or when the centres stop moving exactly, and it reports how many
+    iterations it ran; an iteration that moved nothing is counted and sets ``converged``."""
+    x = torch.randn(200, 3, generator=torch.Generator().manual_seed(0))
+    one = kmeans(x, 5, max_iters=1, tol=0.0, generator=torch.Generator().manual_seed(1))
+    assert one.iterations == 1 and not one.converged  # a seed point is not its cluster's mean: the centres moved
+    many = kmeans(x, 5, max_iters=500, tol=0.0, generator=torch.Generator().manual_seed(1))
+    assert many.converged and 2 <= many.iterations < 500  # the last iteration is the one that moved nothing
