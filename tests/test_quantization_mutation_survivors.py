@@ -135,3 +135,27 @@ def test_kmeans_reports_the_lloyd_iterations_it_ran():
     assert one.iterations == 1 and not one.converged  # a seed point is not its cluster's mean: the centres moved
     many = kmeans(x, 5, max_iters=500, tol=0.0, generator=torch.Generator().manual_seed(1))
     assert many.converged and 2 <= many.iterations < 500  # the last iteration is the one that moved nothing
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(n_init=0), "kmeans: n_init must be >= 1, got 0"),
+        (dict(max_iters=0), "kmeans: max_iters must be >= 1, got 0"),
+        (dict(tol=-1e-3), "kmeans: tol must be >= 0, got -0.001"),
+    ],
+)
+def test_kmeans_rejects_a_run_that_would_do_nothing(kwargs, message):
+    """Mutant: ``if n_init < 1`` → ``< 0`` in ``kmeans`` (``n_init=0`` ran no restart and failed later with an
+    AttributeError on ``None`` instead of naming the option)."""
+    with pytest.raises(ValueError, match=message):
+        kmeans(torch.randn(20, 2), 3, **kwargs)
+
+
+def test_kmeans_builds_no_autograd_graph():
+    """Mutant: ``@torch.no_grad()`` removed from ``kmeans``. Called on an activation that requires grad, it
+    would return centroids tied to the input's graph through every Lloyd iteration (memory held until the
+    codebook is overwritten, and a backward into the encoder through k-means)."""
+    x = torch.randn(100, 3, requires_grad=True)
+    result = kmeans(x * 2.0, 4, generator=torch.Generator().manual_seed(0))
+    assert not result.centroids.requires_grad and result.centroids.grad_fn is None
