@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from vq_hf import VectorQuantizer
-from vq_hf.quantization import ReestimationSchedule, kmeans
+from vq_hf.quantization import ReestimationSchedule, kmeans, kmeans_plusplus
+from vq_hf.quantization.kmeans import _lloyd, default_centers_per_round
 from vq_hf.quantization.reservoir import Reservoir
 
 
@@ -159,3 +160,61 @@ def test_kmeans_builds_no_autograd_graph():
     x = torch.randn(100, 3, requires_grad=True)
     result = kmeans(x * 2.0, 4, generator=torch.Generator().manual_seed(0))
     assert not result.centroids.requires_grad and result.centroids.grad_fn is None
+
+
+def test_kmeans_tolerance_is_relative_to_the_data_variance_even_in_one_dimension():
+    """Mutants: ``tol_abs = tol · mean variance if x.shape[0] > 1 else 0.0`` → ``if not x.shape[0] > 1`` and
+    → ``if x.shape[-1] > 1`` (the tolerance silently dropped — for every input, or for 1-D points — so Lloyd
+    runs to exact convergence or ``max_iters``). A tolerance far above the data's variance stops after one
+    iteration."""
+    for dim in (1, 3):
+        x = torch.randn(300, dim, generator=torch.Generator().manual_seed(dim))
+        loose = kmeans(x, 6, max_iters=50, tol=1e6, generator=torch.Generator().manual_seed(0))
+        assert loose.converged and loose.iterations == 1, dim
+
+
+def test_kmeans_error_names_the_point_count_and_counts_no_phantom_reseeds():
+    """Mutants: ``got {x.shape[0]}`` → ``x.shape[1]`` in the too-few-points message (it named the dimension),
+    and ``reseeded_total = 0`` → ``1`` (``empty_reseeded`` off by one)."""
+    with pytest.raises(ValueError, match=r"kmeans: need at least k=5 points, got 3$"):
+        kmeans(torch.randn(3, 2), 5)
+    centres = torch.tensor([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]])
+    x = (centres.repeat_interleave(50, 0) + 0.1 * torch.randn(150, 2, generator=torch.Generator().manual_seed(0)))
+    result = kmeans(x, 3, n_init=3, generator=torch.Generator().manual_seed(0))
+    assert result.empty_reseeded == 0  # three separated blobs, three centres: no cluster ever empty
+
+
+def test_lloyd_reseeds_several_empty_clusters_with_distinct_farthest_points():
+    """Mutant: ``rank = (cumsum(empty) - 1).clamp(0, m - 1)`` → ``clamp(1, m - 1)`` in ``_lloyd`` (the first
+    empty cluster took the second-farthest point, and two empty clusters took the same one)."""
+    x = torch.tensor([[0.0, 0.0], [0.1, 0.0], [0.0, 0.1], [5.0, 0.0], [0.0, 7.0]])
+    far_away = [[100.0, 100.0], [200.0, 200.0]]  # own no point: empty after the first assignment
+    centers = torch.tensor([[0.0, 0.0], *far_away])
+    out, _, _, _, reseeded = _lloyd(x, centers, 1, 0.0, 64.0)
+    assert reseeded == 2
+    # Empty cluster number r (index order) takes the r-th farthest point from its centre: (0, 7), then (5, 0).
+    assert out[1].tolist() == [0.0, 7.0] and out[2].tolist() == [5.0, 0.0]
+
+
+def test_greedy_seeding_is_scale_free_and_handles_coincident_points():
+    """Mutants: ``weights = closest + (closest.sum() <= 0)`` → ``<= 1`` (data with a total D² below 1 — small
+    features — seeded almost uniformly instead of ∝ D²) and → ``<= -1`` (all points coinciding: zero weights,
+    and ``torch.multinomial`` raises). Scaling by a power of two scales every D² exactly, so the same seeded
+    draws pick the same rows."""
+    x = torch.randn(200, 2, generator=torch.Generator().manual_seed(0))
+    big = kmeans_plusplus(x, 12, generator=torch.Generator().manual_seed(1), centers_per_round=1)
+    small = kmeans_plusplus(x * 2.0**-12, 12, generator=torch.Generator().manual_seed(1), centers_per_round=1)
+    assert torch.equal(small, big * 2.0**-12)
+    same = torch.ones(10, 3)
+    assert torch.equal(kmeans_plusplus(same, 3, centers_per_round=1), torch.ones(3, 3))
+
+
+def test_default_centers_per_round_is_an_int_when_memory_bounds_it():
+    """Mutant: ``fits = budget // (4 · trials · n)`` → ``/`` in ``default_centers_per_round`` (a float
+    ``centers_per_round``, e.g. 10.4, where the memory bound is the smaller one)."""
+    from vq_hf.quantization.search import DEFAULT_SEARCH_MEMORY_MB
+
+    trials, budget = 11, int(DEFAULT_SEARCH_MEMORY_MB * 2**20)
+    n = budget // (4 * trials * 10) - 7  # room for a little over 10 rows of the (B · trials, n) block
+    per_round = default_centers_per_round(10_000, n, trials)  # ⌈9999 / 128⌉ = 79 without the memory bound
+    assert per_round == 10 and type(per_round) is int
