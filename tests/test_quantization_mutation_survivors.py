@@ -218,3 +218,12 @@ def test_default_centers_per_round_is_an_int_when_memory_bounds_it():
     n = budget // (4 * trials * 10) - 7  # room for a little over 10 rows of the (B · trials, n) block
     per_round = default_centers_per_round(10_000, n, trials)  # ⌈9999 / 128⌉ = 79 without the memory bound
     assert per_round == 10 and type(per_round) is int
+
+
+@pytest.mark.parametrize("per_round", [None, 1, 7])
+def test_seeding_a_single_centre_takes_one_row(per_round):
+    """Mutant: ``torch.arange(max(sizes, default=0))`` → ``default=-1`` in ``_batched_centers`` (k = 1 with
+    ``centers_per_round > 1`` has no round after the first centre; ``arange(-1)`` raises)."""
+    x = torch.randn(30, 2, generator=torch.Generator().manual_seed(0))
+    centre = kmeans_plusplus(x, 1, generator=torch.Generator().manual_seed(1), centers_per_round=per_round)
+    assert centre.shape == (1, 2) and bool((x == centre).all(1).any())
