@@ -163,10 +163,10 @@ def test_kmeans_builds_no_autograd_graph():
 
 
 def test_kmeans_tolerance_is_relative_to_the_data_variance_even_in_one_dimension():
-    """Mutants: ``tol_abs = tol · mean variance if x.shape[0] > 1 else 0.0`` → ``if not x.shape[0] > 1`` and
-    → ``if x.shape[-1] > 1`` / ``x.shape[0] > 2`` (the tolerance silently dropped — for every input, for 1-D points, or for two points — so Lloyd
-    runs to exact convergence or ``max_iters``). A tolerance far above the data's variance stops after one
-    iteration."""
+    """Mutants: ``tol_abs = tol · mean variance if x.shape[0] > 1 else 0.0`` → ``if not x.shape[0] > 1``,
+    → ``if x.shape[-1] > 1`` and → ``if x.shape[0] > 2`` (the tolerance silently dropped — for every input, for
+    1-D points, or for two points — so Lloyd runs to exact convergence or ``max_iters``). A tolerance far
+    above the data's variance stops after one iteration."""
     for dim in (1, 3):
         x = torch.randn(300, dim, generator=torch.Generator().manual_seed(dim))
         loose = kmeans(x, 6, max_iters=50, tol=1e6, generator=torch.Generator().manual_seed(0))
