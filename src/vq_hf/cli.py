@@ -12,6 +12,10 @@ import sys
 COMMANDS = {
     "eval": ("vq_hf.evaluation", "evaluate a trained model folder on a dataset split; prints metrics JSON"),
     "units": ("vq_hf.units", "extract discrete units (codes) of a dataset split into a datasets.Dataset"),
+    "reproduce": (
+        "vq_hf.reproduce",
+        "run every row of the paper's Table I, II or III for several seeds; report.md, table.csv, figures",
+    ),
     "make-handwriting-corpus": (
         "vq_hf.data.synth_handwriting",
         "write a ScribbleLens-format stand-in corpus zip of rendered handwriting lines",

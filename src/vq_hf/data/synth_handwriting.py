@@ -41,6 +41,7 @@ __all__ = [
     "CorpusStats",
     "ScribeStyle",
     "generate_corpus",
+    "is_standin_corpus",
     "make_handwriting_corpus",
     "render_line",
     "write_preview",
@@ -61,6 +62,8 @@ DEFAULT_FONTS = (
 )
 _WORD = re.compile(r"^[A-Za-zÀ-ÖØ-öø-ÿ][a-zß-öø-ÿ'-]*$", re.MULTILINE)
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)
+# Marks a zip as a stand-in, so a training run names its data variant correctly (not "ScribbleLens").
+STANDIN_COMMENT = b"vq-hf make-handwriting-corpus stand-in"
 # Reference strings for a font's vertical extent (ascenders, descenders) — sizes are chosen from these.
 _EXTENT_TEXT = "Hdlbkfhtgjpqyß"
 
@@ -522,6 +525,7 @@ def generate_corpus(
     ali_buffer = io.BytesIO()
     try:
         with zipfile.ZipFile(tmp, "w") as archive, zipfile.ZipFile(ali_buffer, "w") as ali_zip:
+            archive.comment = STANDIN_COMMENT
             for n, (job, (jpeg, text, ali)) in enumerate(zip(jobs, results), start=1):
                 _zip_write(archive, f"{CORPUS_ROOT}/{job.path}.jpg", jpeg, compress=False)
                 _zip_write(archive, f"{CORPUS_ROOT}/{job.path}.txt", (text + "\n").encode("utf-8"), compress=True)
@@ -636,6 +640,15 @@ def write_preview(
     Path(png).parent.mkdir(parents=True, exist_ok=True)
     # 64 colours: the paper noise makes a full-colour PNG several times larger for no visible gain.
     sheet.quantize(colors=64, dither=Image.Dither.NONE).save(png, optimize=True)
+
+
+def is_standin_corpus(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a corpus zip written by this generator (its zip comment says so)."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            return z.comment == STANDIN_COMMENT
+    except (OSError, zipfile.BadZipFile):
+        return False
 
 
 # ---------------------------------------------------------------------------------------------- CLI

@@ -186,6 +186,10 @@ class Task:
         if "polyak" in final:
             out["metrics_polyak"] = scalars(final["polyak"])
             out["polyak_decay"] = recipe["training"]["polyak_decay"]
+        # The final evaluation's (G, K) code histograms per weights: `vq-hf reproduce` plots code usage from them.
+        counts = {w: m["code_counts"] for w, m in final.items() if m.get("code_counts") is not None}
+        if counts:
+            out["code_counts"] = counts
         return out
 
 
@@ -245,7 +249,12 @@ class HandwritingTask(Task):
                                                     f"vq-hf make-handwriting-corpus)"
             notes.append("trained on a stand-in corpus of rendered handwriting lines, not on ScribbleLens")
         else:
+            from vq_hf.data.synth_handwriting import is_standin_corpus
+
             name, variant = source, "ScribbleLens"
+            if is_standin_corpus(source):
+                variant = "stand-in handwriting lines (vq-hf make-handwriting-corpus)"
+                notes.append("trained on a stand-in corpus of rendered handwriting lines, not on ScribbleLens")
         splits = tuple(dict.fromkeys((d["train_split"], d["eval_split"])))
         dsd = load_scribblelens(source, splits=splits, target_height=config.image_size)
         train = _limit(_split(dsd, d["train_split"], source), d["max_train_samples"])
