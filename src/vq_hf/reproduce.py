@@ -214,8 +214,9 @@ def plan_runs(table: Table, configs: pathlib.Path, budget: dict, seeds: int, out
     wanted = None
     if variants:
         wanted = set(variants)
-        known = {v for g in table.groups for v in g.variants} | {f"{g.folder}/{v}" for g in table.groups
-                                                               for v in g.variants}
+        known = {v for g in table.groups for v in g.variants}
+        if len(table.groups) > 1:
+            known |= {f"{g.folder}/{v}" for g in table.groups for v in g.variants}
         bad = sorted(wanted - known)
         if bad:
             raise ReproduceError(f"--variants: {bad} not in {table.name} (rows: {sorted(known)})")
@@ -584,15 +585,16 @@ def write_figures(table: Table, specs: list[RunSpec], weights: str, out: pathlib
                 if not counts:
                     continue
                 c = np.asarray(counts, dtype=float).reshape(-1)  # all codebooks pooled
-                freq = np.sort(c)[::-1] / max(c.sum(), 1.0)
-                ax.semilogy(np.arange(1, len(freq) + 1), np.clip(freq, 1e-7, None), lw=1, label=f"seed {s.seed}")
+                freq = np.sort(c[c > 0])[::-1] / max(c.sum(), 1.0)
+                ax.loglog(np.arange(1, len(freq) + 1), freq, lw=1,
+                          label=f"seed {s.seed}: {len(freq)} of {c.size} used")
                 drawn = True
             ax.set_title(LABELS[v], fontsize=8)
-            ax.set_xlabel("code rank (all codebooks)", fontsize=7)
+            ax.legend(fontsize=6)
+            ax.set_xlabel("rank of the used code (all codebooks)", fontsize=7)
             ax.grid(alpha=0.3)
         if drawn:
             axes[0][0].set_ylabel("share of test-set codes")
-            axes[0][0].legend(fontsize=6)
             fig.suptitle(f"code usage at the end of training{' — ' + g.label if g.label else ''} "
                          f"(final evaluation, sorted)", fontsize=9)
             fig.tight_layout()
@@ -649,7 +651,7 @@ def write_outputs(table: Table, specs: list[RunSpec], settings: dict, out: pathl
              f"- launcher `{settings['launcher']}`, OMP_NUM_THREADS={settings['threads']}, "
              f"{settings['jobs']} run(s) at a time; training time summed over runs: {wall / 60:.1f} min", "",
              markdown_table(table, rows), "",
-             f"Paper figures: {table.paper_note}.", "", "## Ordering (min–max ranges over seeds)", ""]
+             f"Paper figures ({table.paper_note}).", "", "## Ordering (min–max ranges over seeds)", ""]
     lines += [f"- {v}" for v in ordering_verdicts(table, rows)]
     if missing or failed:
         lines += ["", "## Incomplete", ""]
