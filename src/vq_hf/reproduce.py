@@ -590,7 +590,8 @@ def write_figures(table: Table, specs: list[RunSpec], weights: str, out: pathlib
                           label=f"seed {s.seed}: {len(freq)} of {c.size} used")
                 drawn = True
             ax.set_title(LABELS[v], fontsize=8)
-            ax.legend(fontsize=6)
+            if ax.get_legend_handles_labels()[0]:
+                ax.legend(fontsize=6)
             ax.set_xlabel("rank of the used code (all codebooks)", fontsize=7)
             ax.grid(alpha=0.3)
         if drawn:
