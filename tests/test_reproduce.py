@@ -236,18 +236,3 @@ def test_table1_smoke(tmp_path):
     assert rows[-1]["variant"] == "no_bottleneck" and rows[-1]["perplexity_median"] == ""
     assert "stand-in speech" in (out / "report.md").read_text()
 
-
-def test_standin_handwriting_zip_is_named_as_such(tmp_path):
-    """A corpus given by path (as `vq-hf reproduce` does) must not be reported as ScribbleLens."""
-    import zipfile
-
-    from vq_hf import cli
-    from vq_hf.data.synth_handwriting import is_standin_corpus
-
-    corpus = tmp_path / "c.zip"
-    assert cli.main(["make-handwriting-corpus", str(corpus), "--lines", "4", "--quiet"]) == 0
-    assert is_standin_corpus(corpus)
-    other = tmp_path / "other.zip"
-    with zipfile.ZipFile(other, "w") as z:
-        z.writestr("x.txt", "x")
-    assert not is_standin_corpus(other) and not is_standin_corpus(tmp_path / "missing.zip")

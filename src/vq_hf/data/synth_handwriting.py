@@ -13,6 +13,7 @@ The zip mirrors the real corpus (see :mod:`vq_hf.data.scribblelens`):
     scribblelens.corpus.v1/corpora/nl.gray.lines.{train,test}.dat      rows '<jpg> <txt>'
     scribblelens.corpus.v1/nl/<scribe>/<page>/line<N>.{jpg,txt}
     scribblelens.corpus.v1/corpora/scribblelens.paths.1.4b.zip          .ali files, one row per column
+    scribblelens.corpus.v1/vq_hf_stand_in.json                          marks the zip as a stand-in (arguments)
 
 Output is a pure function of the arguments and the installed fonts / word list: each line draws from its
 own ``numpy`` generator seeded with (seed, line number), zip entries carry a fixed timestamp, so the same
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import json
 import math
 import os
 import re
@@ -34,14 +36,13 @@ from pathlib import Path
 
 import numpy as np
 
-from .scribblelens import BLANK, CORPUS_ROOT, DEFAULT_ALIGNMENTS, SPACE, dat_name, format_ali
+from .scribblelens import BLANK, CORPUS_ROOT, DEFAULT_ALIGNMENTS, SPACE, STANDIN_MARKER, dat_name, format_ali
 
 __all__ = [
     "DEFAULT_FONTS",
     "CorpusStats",
     "ScribeStyle",
     "generate_corpus",
-    "is_standin_corpus",
     "make_handwriting_corpus",
     "render_line",
     "write_preview",
@@ -62,8 +63,6 @@ DEFAULT_FONTS = (
 )
 _WORD = re.compile(r"^[A-Za-zÀ-ÖØ-öø-ÿ][a-zß-öø-ÿ'-]*$", re.MULTILINE)
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)
-# Marks a zip as a stand-in, so a training run names its data variant correctly (not "ScribbleLens").
-STANDIN_COMMENT = b"vq-hf make-handwriting-corpus stand-in"
 # Reference strings for a font's vertical extent (ascenders, descenders) — sizes are chosen from these.
 _EXTENT_TEXT = "Hdlbkfhtgjpqyß"
 
@@ -525,7 +524,6 @@ def generate_corpus(
     ali_buffer = io.BytesIO()
     try:
         with zipfile.ZipFile(tmp, "w") as archive, zipfile.ZipFile(ali_buffer, "w") as ali_zip:
-            archive.comment = STANDIN_COMMENT
             for n, (job, (jpeg, text, ali)) in enumerate(zip(jobs, results), start=1):
                 _zip_write(archive, f"{CORPUS_ROOT}/{job.path}.jpg", jpeg, compress=False)
                 _zip_write(archive, f"{CORPUS_ROOT}/{job.path}.txt", (text + "\n").encode("utf-8"), compress=True)
@@ -537,6 +535,10 @@ def generate_corpus(
                 _zip_write(archive, dat_name(split, colormode), ("\n".join(rows) + "\n").encode("utf-8"), compress=True)
             ali_zip.close()
             _zip_write(archive, f"{CORPUS_ROOT}/corpora/{DEFAULT_ALIGNMENTS}", ali_buffer.getvalue(), compress=False)
+            marker = {"generator": "vq-hf make-handwriting-corpus", "stand_in_for": "ScribbleLens", "lines": lines,
+                      "train": len(dat_rows["train"]), "test": len(dat_rows["test"]), "seed": seed,
+                      "scribes": scribe_names, "fonts": [name for name, _ in font_list], "height": height}
+            _zip_write(archive, STANDIN_MARKER, (json.dumps(marker, indent=1) + "\n").encode("utf-8"), compress=True)
         os.replace(tmp, out)
     finally:
         if pool is not None:
@@ -563,8 +565,6 @@ def make_handwriting_corpus(out: str | os.PathLike, num_lines: int = 2000, seed:
     kept (a ``.json`` beside it records every argument; a zip made with other arguments is regenerated).
     ``kwargs`` go to :func:`generate_corpus`.
     """
-    import json
-
     out = Path(out)
     if out.suffix != ".zip":
         out = out / f"synth_handwriting.{num_lines}lines.seed{seed}.zip"
@@ -593,7 +593,7 @@ def write_preview(
     segments labelled with their characters, and the 32-pixel-high version the loaders produce."""
     from PIL import Image, ImageDraw, ImageFont
 
-    from ..models.line_processing_vqvae import VQVAELineImageProcessor
+    from ..models.vqvae_line.image_processing_vqvae_line import VQVAELineImageProcessor
     from .scribblelens import parse_ali, parse_dat
 
     processor = VQVAELineImageProcessor()
@@ -640,15 +640,6 @@ def write_preview(
     Path(png).parent.mkdir(parents=True, exist_ok=True)
     # 64 colours: the paper noise makes a full-colour PNG several times larger for no visible gain.
     sheet.quantize(colors=64, dither=Image.Dither.NONE).save(png, optimize=True)
-
-
-def is_standin_corpus(path: str | os.PathLike) -> bool:
-    """Whether ``path`` is a corpus zip written by this generator (its zip comment says so)."""
-    try:
-        with zipfile.ZipFile(path) as z:
-            return z.comment == STANDIN_COMMENT
-    except (OSError, zipfile.BadZipFile):
-        return False
 
 
 # ---------------------------------------------------------------------------------------------- CLI
