@@ -748,6 +748,8 @@ def reproduce(args) -> int:
     out = pathlib.Path(args.output).resolve()
     user_sets = _parse_sets(args.sets)
     dataset_name = args.dataset_name
+    if dataset_name is not None and pathlib.Path(dataset_name).exists():
+        dataset_name = str(pathlib.Path(dataset_name).resolve())  # runs record where their data was
 
     if args.dry_run:
         if dataset_name is None and table.task != "cifar10":
