@@ -30,6 +30,8 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import torch
 
+from ._extras import require
+
 # Batch keys that are targets or bookkeeping, never encoder inputs (used when ``encode`` takes **kwargs).
 _NON_INPUT_KEYS = {"labels", "class_labels", "alignment", "text", "lengths", "id", "ids"}
 _SHARD_ROWS = 4096  # rows buffered as Python lists before they become an Arrow table
@@ -110,7 +112,7 @@ def _default_collator(model: torch.nn.Module, processor: Any) -> Callable:
 
 
 def _features(num_codebooks: int, dedup: bool):
-    import datasets
+    datasets = require("datasets", "train", "the units dataset")
 
     code = datasets.Value("int32")
     feats = {
@@ -161,8 +163,8 @@ def extract_units(
         ``datasets.Dataset`` with columns ``id``, ``codes``, ``shape``, ``length`` (+ ``durations``), described
         in this module's docstring; ``info.description`` holds a JSON summary (codebook size, counts).
     """
-    import datasets
-    from tqdm.auto import tqdm
+    datasets = require("datasets", "train", "the units dataset")
+    tqdm = require("tqdm.auto", "train", "progress bars").tqdm
 
     if not hasattr(model, "encode"):
         raise TypeError(f"extract_units: {type(model).__name__} has no encode() method")
