@@ -1,8 +1,9 @@
 """The three tasks of the paper as the training script sees them: config, data, model, scalars, results.
 
 Each :class:`Task` turns a validated recipe into a :class:`~vq_hf.models.VQVAEConfig`, loads its dataset
-(the offline default when ``data.dataset_name`` is null), builds the model, and knows its evaluation metric
-(:mod:`vq_hf.evaluation` computes the numbers) and the fields of ``results.json``.
+(the offline default when ``data.dataset_name`` is null), builds the model, and knows its evaluation metric and
+the fields of ``results.json``. :func:`vq_hf.evaluation.evaluate_model` computes the numbers; this module does not
+import it, so that ``vq-hf eval`` builds its data through the tasks without an import circle.
 """
 
 from __future__ import annotations
@@ -51,6 +52,14 @@ def _config_fields() -> dict[str, Any]:
     sig = inspect.signature(VQVAEConfig.__init__)
     return {n: p.default for n, p in sig.parameters.items()
             if n not in ("self", "kwargs", "architecture") and p.kind is not p.VAR_KEYWORD}
+
+
+def open_keys(task: str) -> dict[str, list[str]]:
+    """The valid keys of the recipe sections the model config owns (``model``, ``quantizer``)."""
+    known = _config_fields()
+    quantizer = _quantizer_keys()
+    return {"quantizer": sorted(k for k in known if k in quantizer),
+            "model": sorted(k for k in known if k not in quantizer)}
 
 
 def build_scheduler(optimizer, sched: dict):
@@ -146,12 +155,6 @@ class Task:
             pp = sum(pp) if isinstance(pp, list) else pp
             parts.append(f"{weights}: {self.main_metric}={val:.4f}" + (f" pplx={pp:.1f}" if pp is not None else ""))
         return "; ".join(parts)
-
-    # ---------------------------------------------------------------- evaluation
-    def evaluate(self, model, dataloader, accelerator=None, max_batches=None) -> dict:
-        from vq_hf.evaluation import evaluate_model
-
-        return evaluate_model(model, dataloader, self.name, accelerator=accelerator, max_batches=max_batches)
 
     # ---------------------------------------------------------------- results.json
     def results(self, *, recipe, config_file, final, data: TaskData, training: dict, model_config) -> dict:
