@@ -13,8 +13,6 @@ why it stopped) → final evaluation → the finished folder (weights, config, p
 model card) → optional push to the Hub. See docs/training.md.
 """
 
-from __future__ import annotations
-
 import argparse
 import dataclasses
 import datetime
