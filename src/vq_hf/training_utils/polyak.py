@@ -18,7 +18,7 @@ paper's Fig. 4; once re-estimation stops, the average converges like any other.
 Where the average starts (``training.polyak_debias``): ``false`` starts it from the initial weights, as the
 reference trainer does; ``true`` starts it from the weights after the first optimizer step (AveragedModel's
 own first update copies), so that short runs (the quickstart) evaluate an average of visited weights
-instead of one dominated by the initialisation.
+instead of one dominated by the initialisation; after t updates the first one keeps a weight of d^(t−1).
 
 A checkpoint holds the averaged trainable parameters and the update count only (:class:`AverageState`):
 the averaged module's buffers are stale copies that :func:`averaged_model` overwrites anyway.
