@@ -242,3 +242,14 @@ def test_speech_chunks_do_not_depend_on_earlier_batches():
     coll([dict(it) for it in items[2:]])  # another batch in between (or the prefetched one)
     again = coll([dict(it) for it in items[:2]])["input_features"]
     assert torch.equal(first, again)
+
+
+def test_progress_perplexity_is_named_for_what_it_shows():
+    from vq_hf.training_utils.tasks import get_task, perplexity_postfix
+
+    assert perplexity_postfix([37.5]) == {"pplx": "37.5"}
+    assert perplexity_postfix(12.0) == {"pplx": "12.0"}
+    assert perplexity_postfix([30.0, 20.5]) == {"pplx_sum": "50.5"}  # Σ over codebooks, named as a sum
+    assert perplexity_postfix(None) == {}
+    summary = get_task("cifar10").summary({"raw": {"uniform_nelbo_bits_per_dim": 4.5, "perplexity": [30.0, 20.5]}})
+    assert summary == "raw: uniform_nelbo_bits_per_dim=4.5000 pplx_sum=50.5"

@@ -301,7 +301,7 @@ def load_data(run: Run):
     error = None
     with run.accelerator.main_process_first():
         try:
-            data = run.task.build_data(run.recipe, run.model_config, cache_dir=run.out_dir / "data")
+            data = run.task.build_data(run.recipe, run.model_config)  # caches: data.cache_dir or the datasets cache
         except (ValueError, FileNotFoundError, ConnectionError, KeyError, OSError) as e:
             data, error = None, f"data: {e}"
             run.accelerator.set_trigger()
@@ -538,6 +538,7 @@ def train_micro_batch(run: Run, batch: dict):
 
 
 def log_train_step(run: Run, state: TrainState, out, skipped: bool) -> None:
+    from vq_hf.training_utils import tasks
     from vq_hf.training_utils.tracking import log_metrics
 
     lrs = {g.get("name", str(i)): g["lr"] for i, g in enumerate(run.optimizer.param_groups)}
@@ -546,8 +547,7 @@ def log_train_step(run: Run, state: TrainState, out, skipped: bool) -> None:
            "skipped_step": skipped, **run.task.train_scalars(out)}
     run.history.append({"kind": "train", "step": state.step, "epoch": state.epoch, **row})
     log_metrics(run.accelerator, "train", row, state.step)
-    pplx = row.get("perplexity")
-    run.bar.set_postfix(loss=f"{row['loss']:.4f}", pplx=f"{sum(pplx):.1f}" if isinstance(pplx, list) else pplx)
+    run.bar.set_postfix(loss=f"{row['loss']:.4f}", **tasks.perplexity_postfix(row.get("perplexity")))
     state.loss_sum, state.loss_count = 0.0, 0
 
 

@@ -35,6 +35,9 @@ logger = logging.getLogger(__name__)
 
 CORPUS_ROOT = "scribblelens.corpus.v1"
 DEFAULT_ALIGNMENTS = "scribblelens.paths.1.4b.zip"
+# Written by `vq-hf make-handwriting-corpus` into its zips (the real corpus has no such file): results.json and
+# the model card then say "stand-in" instead of "ScribbleLens".
+STANDIN_MARKER = f"{CORPUS_ROOT}/vq_hf_stand_in.json"
 BLANK = "*"
 SPACE = "_"
 LINE_PATH = re.compile(
@@ -45,6 +48,8 @@ LINE_PATH = re.compile(
 __all__ = [
     "CORPUS_ROOT",
     "DEFAULT_ALIGNMENTS",
+    "STANDIN_MARKER",
+    "read_stand_in_marker",
     "AlignmentFile",
     "LoadReport",
     "load_scribblelens",
@@ -69,6 +74,26 @@ class AlignmentFile:
     symbols: tuple[str, ...]
     scores: tuple[float, ...]
     target: str | None
+
+
+def read_stand_in_marker(corpus: str | os.PathLike) -> dict | None:
+    """The generator's record in a stand-in corpus zip (``lines``, ``seed``, ...); None for ScribbleLens itself."""
+    import json
+
+    try:
+        with zipfile.ZipFile(corpus) as archive:
+            if STANDIN_MARKER not in archive.namelist():
+                return None
+            raw = archive.read(STANDIN_MARKER)
+    except (OSError, zipfile.BadZipFile):
+        return None  # load_scribblelens reports a missing or broken zip with its own message
+    try:
+        marker = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ScribbleLensFormatError(f"{corpus}!{STANDIN_MARKER}: not valid JSON ({err})") from None
+    if not isinstance(marker, dict):
+        raise ScribbleLensFormatError(f"{corpus}!{STANDIN_MARKER}: expected a JSON object")
+    return marker
 
 
 def parse_ali(text: str, source: str = "<ali>") -> AlignmentFile:
