@@ -230,13 +230,15 @@ def test_kmeans_lloyd_steps_through_the_kernel_match_the_torch_path(interpreted)
 
 def test_backend_selection_errors_name_the_cause():
     from vq_hf.quantization import VectorQuantizer
-    from vq_hf.quantization.search import use_fused_search
+    from vq_hf.quantization import select_search
 
     x = torch.randn(1, 4, 8)
-    assert use_fused_search(x, "torch") is False
-    assert use_fused_search(x, "auto") is False  # CPU tensors: the torch path
+    assert select_search(x, "torch").accumulates_statistics is False
+    assert select_search(x, "auto").accumulates_statistics is False  # CPU tensors: the torch path
     with pytest.raises(ValueError, match="search backend must be one of"):
-        use_fused_search(x, "cuda")
+        select_search(x, "cuda")
+    with pytest.raises(ValueError, match="does not accumulate statistics"):
+        select_search(x, "torch")(x, torch.randn(1, 3, 8), counts=torch.zeros(1, 3), sums=torch.zeros(1, 3, 8))
     with pytest.raises(ValueError, match="search_backend"):
         VectorQuantizer(8, 4, search_backend="fast")
     from vq_hf.quantization import kmeans

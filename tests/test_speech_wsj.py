@@ -10,7 +10,7 @@ import torch
 from vq_hf.data import KaldiDataError, SpeechCollator, load_wsj
 from vq_hf.data.speech_collators import chunk_labels
 from vq_hf.data.wsj import normalize_phone, read_alignments
-from vq_hf.models.feature_extraction_vqvae import VQVAEFeatureExtractor
+from vq_hf.models.vqvae_speech.feature_extraction_vqvae_speech import VQVAEFeatureExtractor
 
 RATE = 16000
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import pathlib
 import shutil
 
@@ -70,7 +69,12 @@ def test_speech_recipe_trains_with_pooled_per(tmp_path):
     # the same with the stand-in corpus named explicitly and the recipe's WSJ split name; it was generated in
     # the datasets cache, not in the run folder
     assert not (out / "data").exists()
-    corpus = next((pathlib.Path(os.environ["HF_DATASETS_CACHE"]) / "vq_hf_standin").glob("synth_speech.*[0-9]"))
+    # datasets reads HF_DATASETS_CACHE once, at its import: an earlier test in the session may have fixed it
+    import datasets
+
+    standins = pathlib.Path(datasets.config.HF_DATASETS_CACHE) / "vq_hf_standin"
+    corpus = standins / "synth_speech.12utts.seed0"  # data.synth_size=12, the recipe's training.seed
+    assert corpus.is_dir()
     assert eval_cli(["--model", str(out), "--dataset_name", str(corpus), "--split", "test_dev93",
                      "--output", str(tmp_path / "e2.json")]) == 0
     ev2 = json.loads((tmp_path / "e2.json").read_text())["metrics"]

@@ -30,6 +30,8 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import torch
 
+from ._extras import require
+
 # Batch keys that are targets or bookkeeping, never encoder inputs (used when ``encode`` takes **kwargs).
 _NON_INPUT_KEYS = {"labels", "class_labels", "alignment", "text", "lengths", "id", "ids"}
 _SHARD_ROWS = 4096  # rows buffered as Python lists before they become an Arrow table
@@ -110,7 +112,7 @@ def _default_collator(model: torch.nn.Module, processor: Any) -> Callable:
 
 
 def _features(num_codebooks: int, dedup: bool):
-    import datasets
+    datasets = require("datasets", "train", "the units dataset")
 
     code = datasets.Value("int32")
     feats = {
@@ -161,8 +163,8 @@ def extract_units(
         ``datasets.Dataset`` with columns ``id``, ``codes``, ``shape``, ``length`` (+ ``durations``), described
         in this module's docstring; ``info.description`` holds a JSON summary (codebook size, counts).
     """
-    import datasets
-    from tqdm.auto import tqdm
+    datasets = require("datasets", "train", "the units dataset")
+    tqdm = require("tqdm.auto", "train", "progress bars").tqdm
 
     if not hasattr(model, "encode"):
         raise TypeError(f"extract_units: {type(model).__name__} has no encode() method")
@@ -251,7 +253,7 @@ def extract_units(
         "num_examples": index,
         "num_positions": seen_positions,
         "num_codebooks": num_codebooks,
-        "codebook_size": getattr(config, "codebook_size", None),
+        "codebook_size": getattr(getattr(model, "quantizer", None), "codebook_size", None),
         "architecture": getattr(config, "architecture", None),
         "dedup": dedup,
     }
@@ -291,7 +293,7 @@ def _load_speech_split(args) -> Any:
     """
     from vq_hf.data import load_wsj
     from vq_hf.data.wsj import _is_kaldi_dir, read_phones
-    from vq_hf.models.feature_extraction_vqvae import VQVAEFeatureExtractor
+    from vq_hf.models.vqvae_speech.feature_extraction_vqvae_speech import VQVAEFeatureExtractor
 
     if not args.dataset_name:
         raise SystemExit("vq-hf units: --dataset_name (a Kaldi data root: one folder per split) is required for speech")
@@ -345,11 +347,11 @@ def _load_processor(path: str, architecture: str):
     if not (Path(path) / "preprocessor_config.json").is_file():
         return None
     if architecture == "handwriting":
-        from vq_hf.models.line_processing_vqvae import VQVAELineImageProcessor
+        from vq_hf.models.vqvae_line.image_processing_vqvae_line import VQVAELineImageProcessor
 
         return VQVAELineImageProcessor.from_pretrained(path)
     if architecture == "speech":
-        from vq_hf.models.feature_extraction_vqvae import VQVAEFeatureExtractor
+        from vq_hf.models.vqvae_speech.feature_extraction_vqvae_speech import VQVAEFeatureExtractor
 
         return VQVAEFeatureExtractor.from_pretrained(path)
     return None

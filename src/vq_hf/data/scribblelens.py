@@ -13,7 +13,7 @@ Corpus layout (OpenSLR 84, ``scribblelens.corpus.v1.2.zip``; the stand-in genera
 
 Loading runs in two cached stages: ``Dataset.from_generator`` copies each listed line's raw bytes out of the
 zip(s) (keyed by the zips' size and modification time), then ``Dataset.map`` decodes, converts to grayscale,
-resizes to ``target_height`` with :class:`~vq_hf.models.line_processing_vqvae.VQVAELineImageProcessor` and
+resizes to ``target_height`` with :class:`~vq_hf.models.vqvae_line.image_processing_vqvae_line.VQVAELineImageProcessor` and
 resamples the alignment to the resized width. Every line that cannot be used is counted by reason, logged,
 returned in the report and removed — or, with ``on_error="raise"``, stops the load with the same message.
 """
@@ -30,6 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from .._extras import require
 
 logger = logging.getLogger(__name__)
 
@@ -343,7 +345,7 @@ def _raw_rows(corpus_path, corpus_key, alignments, alignments_key, split, dat, r
 def _process_row(row, processor_config, symbol_ids):
     from PIL import Image
 
-    from ..models.line_processing_vqvae import VQVAELineImageProcessor
+    from ..models.vqvae_line.image_processing_vqvae_line import VQVAELineImageProcessor
 
     processor = VQVAELineImageProcessor(**processor_config)
     out = {
@@ -448,7 +450,7 @@ def load_scribblelens(
         Formatted with ``set_format("torch", columns=["columns"], dtype=torch.uint8, output_all_columns=True)``
         (``columns`` a uint8 tensor, the rest plain Python); batch with :class:`vq_hf.data.LineImageCollator`.
     """
-    import datasets
+    datasets = require("datasets", "train", "loading ScribbleLens")
     import torch
 
     if on_error not in {"skip", "raise"}:
@@ -555,7 +557,7 @@ def load_scribblelens(
             "detail": datasets.Value("string"),
         }
     )
-    from ..models.line_processing_vqvae import VQVAELineImageProcessor
+    from ..models.vqvae_line.image_processing_vqvae_line import VQVAELineImageProcessor
 
     processor_config = VQVAELineImageProcessor(target_height=target_height)._config()
     report = LoadReport()

@@ -593,7 +593,7 @@ def write_preview(
     segments labelled with their characters, and the 32-pixel-high version the loaders produce."""
     from PIL import Image, ImageDraw, ImageFont
 
-    from ..models.line_processing_vqvae import VQVAELineImageProcessor
+    from ..models.vqvae_line.image_processing_vqvae_line import VQVAELineImageProcessor
     from .scribblelens import parse_ali, parse_dat
 
     processor = VQVAELineImageProcessor()

@@ -5,7 +5,7 @@
 * :mod:`.error_rate` — pooled phone error rate and its streaming, DDP-reducible accumulator (Table I).
 * :mod:`.ctc` — greedy CTC decoding.
 
-The same numbers are available as local ``evaluate`` modules (``evaluate`` is an optional dependency,
+The same numbers are available as local ``evaluate`` modules (``evaluate`` comes with ``vq-hf[train]``,
 imported only inside those files)::
 
     import evaluate

@@ -14,24 +14,31 @@ from .search import flat_code_index
 __all__ = ["code_histogram", "perplexity_from_counts", "CodebookUsageAccumulator"]
 
 
-def code_histogram(codes: torch.Tensor, codebook_size: int, weights: torch.Tensor | None = None) -> torch.Tensor:
-    """Per-codebook histogram with ``index_add`` (no one-hot).
+def code_histogram(
+    codes: torch.Tensor,
+    codebook_size: int,
+    weights: torch.Tensor | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> torch.Tensor:
+    """Per-codebook histogram with ``index_add`` (no one-hot): the one code histogram of the package (the
+    quantizer's batch statistics, :func:`vq_hf.metrics.code_counts`, the evaluation's per-example counts).
 
     Args:
-        codes: ``(G, N)`` int64 code indices.
+        codes: ``(G, N)`` int64 code indices (G independent rows: codebooks, or examples × codebooks).
         codebook_size: K.
-        weights: ``(N,)`` or ``(G, N)`` float weights (1 for real positions, 0 for padding) or None.
+        weights: ``(N,)`` or ``(G, N)`` weights (1 for real positions, 0 for padding) or None.
+        dtype: of the counts; float32 is exact up to 2^24 per code, ``torch.int64`` for dataset-level counts.
 
     Returns:
-        ``(G, K)`` float32 counts.
+        ``(G, K)`` counts.
     """
     G, N = codes.shape
     flat = flat_code_index(codes, codebook_size)
     if weights is None:
-        w = torch.ones(G * N, dtype=torch.float32, device=codes.device)
+        w = torch.ones(G * N, dtype=dtype, device=codes.device)
     else:
-        w = weights.to(torch.float32).expand(G, N).reshape(-1)
-    hist = torch.zeros(G * codebook_size, dtype=torch.float32, device=codes.device)
+        w = weights.to(dtype).expand(G, N).reshape(-1)
+    hist = torch.zeros(G * codebook_size, dtype=dtype, device=codes.device)
     hist.index_add_(0, flat, w)
     return hist.view(G, codebook_size)
 

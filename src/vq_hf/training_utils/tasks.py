@@ -19,13 +19,6 @@ import torch
 from .config import ConfigError, validate_open_section
 from .data_order import IndexedDataset, SeededCollate
 
-def _quantizer_keys() -> set[str]:
-    """The VectorQuantizer options: the VQVAEConfig fields that belong to the recipe's quantizer section."""
-    from vq_hf.quantization import VectorQuantizer
-
-    return set(inspect.signature(VectorQuantizer.__init__).parameters)
-
-
 COUNT_KEYS = ("num_examples", "num_dims", "phone_errors", "reference_phones")
 
 
@@ -46,20 +39,22 @@ class TaskData:
     extra_files: dict = dataclasses.field(default_factory=dict)  # name → text, saved beside the model
 
 
-def _config_fields() -> dict[str, Any]:
-    from vq_hf.models import VQVAEConfig
-
-    sig = inspect.signature(VQVAEConfig.__init__)
+def _model_fields(config_class) -> dict[str, Any]:
+    """The recipe's ``model`` keys: the family config's own fields with their defaults (``quantizer`` is the
+    recipe's section of that name, passed through as the config's nested dict)."""
+    sig = inspect.signature(config_class.__init__)
     return {n: p.default for n, p in sig.parameters.items()
-            if n not in ("self", "kwargs", "architecture") and p.kind is not p.VAR_KEYWORD}
+            if n not in ("self", "quantizer") and p.kind is not p.VAR_KEYWORD}
 
 
 def open_keys(task: str) -> dict[str, list[str]]:
-    """The valid keys of the recipe sections the model config owns (``model``, ``quantizer``)."""
-    known = _config_fields()
-    quantizer = _quantizer_keys()
-    return {"quantizer": sorted(k for k in known if k in quantizer),
-            "model": sorted(k for k in known if k not in quantizer)}
+    """The valid keys of the recipe sections the model config owns: ``model`` (the family config's fields) and
+    ``quantizer`` (``family`` and the VectorQuantizer arguments but ``dim``, which the model derives)."""
+    from vq_hf.models.configuration_vqvae import family_config_class
+    from vq_hf.quantization import VectorQuantizer
+
+    quantizer = set(inspect.signature(VectorQuantizer.__init__).parameters) - {"self", "dim"}
+    return {"model": sorted(_model_fields(family_config_class(task))), "quantizer": sorted(quantizer | {"family"})}
 
 
 def build_scheduler(optimizer, sched: dict):
@@ -122,6 +117,18 @@ def _jpeg_variant(ds) -> bool:
         return False
 
 
+def _model_summary(config) -> dict:
+    """results.json's ``model``: the family, the latent size and, with a bottleneck, the quantizer's key options
+    (``batch_norm``: the paper's BN before quantization, the quantizer's own or the sequence models')."""
+    out = {"architecture": config.architecture, "model_type": config.model_type, "latent_dim": config.latent_dim,
+           "use_bottleneck": config.use_bottleneck}
+    if config.use_bottleneck:
+        q = config.quantizer_options()
+        out.update({k: q[k] for k in ("quantizer_type", "codebook_size", "num_codebooks", "codebook_lr_multiplier")})
+        out["batch_norm"] = bool(q["batch_norm"] or getattr(config, "batch_norm", False))
+    return out
+
+
 def perplexity_postfix(perplexity) -> dict[str, str]:
     """The perplexity shown on the progress bar and in the final summary, named for what it is: ``pplx`` for
     one codebook, ``pplx_sum`` (Σ over codebooks, DistSup's convention; results.json's ``perplexity_sum``) for
@@ -139,18 +146,15 @@ class Task:
 
     # ---------------------------------------------------------------- config and model
     def build_config(self, recipe: dict, source: str = "<recipe>"):
-        from vq_hf.models import VQVAEConfig
+        """The family config of this task: ``model`` keys as its fields, the ``quantizer`` section as its nested
+        quantizer dict (``seed`` defaults to ``training.seed``; run_vq.py passes a child of it)."""
+        from vq_hf.models.configuration_vqvae import family_config_class
 
-        known = _config_fields()
-        quantizer_keys = _quantizer_keys()
-        quantizer_known = {k: v for k, v in known.items() if k in quantizer_keys}
-        model_known = {k: v for k, v in known.items() if k not in quantizer_known}
-        validate_open_section(recipe, "quantizer", quantizer_known, source)
-        validate_open_section(recipe, "model", model_known, source)
-        kwargs = {**recipe["model"], **recipe["quantizer"]}
-        kwargs.setdefault("seed", recipe["training"]["seed"])
+        config_class = family_config_class(self.name)
+        validate_open_section(recipe, "model", _model_fields(config_class), source)
+        quantizer = {"seed": recipe["training"]["seed"], **recipe["quantizer"]}
         try:
-            return VQVAEConfig(architecture=self.name, **kwargs)
+            return config_class(**recipe["model"], quantizer=quantizer)
         except (TypeError, ValueError) as e:
             raise ConfigError(f"{source}: invalid model/quantizer settings: {e}") from None
 
@@ -207,18 +211,13 @@ class Task:
             "main_metric": self.main_metric,
             "metrics": scalars(final["raw"]),
             "training": {**training, "config_path": config_file, "seed": recipe["training"]["seed"]},
-            "model": {k: getattr(model_config, k) for k in (
-                "architecture", "quantizer_type", "codebook_size", "num_codebooks", "latent_dim", "batch_norm",
-                "codebook_lr_multiplier", "use_bottleneck")},
+            "model": _model_summary(model_config),
             "recipe": pathlib.Path(config_file).stem,
             "description": recipe["description"],
             "evaluation_counts": {k: final["raw"][k] for k in COUNT_KEYS if k in final["raw"]},
             "notes": list(data.notes),
             "vq_hf_version": vq_hf.__version__,
         }
-        if not model_config.use_bottleneck:
-            for k in ("quantizer_type", "codebook_size", "num_codebooks", "batch_norm", "codebook_lr_multiplier"):
-                out["model"].pop(k, None)
         if "polyak" in final:
             out["metrics_polyak"] = scalars(final["polyak"])
             out["polyak_decay"] = recipe["training"]["polyak_decay"]
