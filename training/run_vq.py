@@ -641,6 +641,7 @@ def save_models(run: Run) -> None:
 
 
 def write_results(run: Run, state: TrainState, stop: Stop, final: dict) -> None:
+    from vq_hf.cards import write_model_card
     from vq_hf.training_utils import tasks
     from vq_hf.training_utils.plots import plot_history
 
@@ -656,7 +657,7 @@ def write_results(run: Run, state: TrainState, stop: Stop, final: dict) -> None:
     (run.out_dir / "results.json").write_text(json.dumps(results, indent=2))
     plot_history(run.history.read(), run.out_dir, run.task.main_metric,
                  title=f"{run.recipe['task']}: {pathlib.Path(run.args.config).stem}")
-    tasks.write_model_card(run.out_dir)
+    write_model_card(run.out_dir)
 
 
 def report_size(run: Run) -> None:

@@ -398,13 +398,14 @@ class SpeechTask(Task):
         return data
 
 
-TASKS = {t.name: t for t in (Cifar10Task(), HandwritingTask(), SpeechTask())}
+# one Task per name of config.TASKS (the recipe's valid `task` values)
+_TASK_OBJECTS = {t.name: t for t in (Cifar10Task(), HandwritingTask(), SpeechTask())}
 
 
 def get_task(name: str) -> Task:
-    if name not in TASKS:
-        raise ConfigError(f"task: {name!r} is not one of {sorted(TASKS)}")
-    return TASKS[name]
+    if name not in _TASK_OBJECTS:
+        raise ConfigError(f"task: {name!r} is not one of {sorted(_TASK_OBJECTS)}")
+    return _TASK_OBJECTS[name]
 
 
 def seeded_loader_inputs(data: TaskData, seed: int, sampler):
@@ -421,10 +422,3 @@ def hardware(accelerator) -> str:
         return f"{n}x {torch.cuda.get_device_name(accelerator.device)}"
     cpu = f"{os.cpu_count()}-core CPU"
     return cpu if n == 1 else f"{n} processes on a {cpu}"
-
-
-def write_model_card(folder: pathlib.Path) -> pathlib.Path:
-    """README.md of the finished folder, built by vq_hf.cards from results.json."""
-    from vq_hf import cards
-
-    return cards.write_model_card(folder)
