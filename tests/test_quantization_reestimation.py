@@ -355,6 +355,8 @@ def _run(vq, steps=100):
 
 
 def test_collapse_vanilla_without_bn_vs_bn_reestimating():
+    """Vanilla VQ collapses; BN + re-estimation does not. Re-estimation without BN also clears these bars on this
+    slowly drifting mixture, so this test says nothing about BN: test_quantization_bn_rescue.py has the no-BN control."""
     torch.manual_seed(0)
     vanilla = _run(VectorQuantizer(8, 64, quantizer_type="vanilla"))
     robust = _run(VectorQuantizer(8, 64, quantizer_type="reestimating", batch_norm=True, warmup_steps=10,

@@ -36,7 +36,8 @@ logic on machines without a GPU (tests/test_fused_search.py runs it in a subproc
 
 A tile configuration that fails to compile on some GPU / Triton pair (e.g. too much shared memory) makes
 :func:`fused_nearest_codes` warn once and serve those shapes with search.py's torch path; the environment
-variable ``VQ_HF_DISABLE_FUSED=1`` turns the kernel off entirely. ``benchmarks/compile_fused_kernel.py``
+variable ``VQ_HF_DISABLE_FUSED=1`` keeps ``search_backend="auto"`` off the kernel (an explicit
+``search_backend="triton"`` still runs it: that is how the tests compare the two). ``benchmarks/compile_fused_kernel.py``
 compiles every configuration ahead of time for a given architecture without a GPU.
 """
 

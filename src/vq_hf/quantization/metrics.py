@@ -11,7 +11,7 @@ import torch
 from .distributed import all_reduce_sum_
 from .search import flat_code_index
 
-__all__ = ["code_histogram", "perplexity_from_counts", "CodebookUsageAccumulator"]
+__all__ = ["code_histogram", "perplexity_from_counts", "update_usage_", "CodebookUsageAccumulator"]
 
 
 def code_histogram(
@@ -50,6 +50,21 @@ def perplexity_from_counts(counts: torch.Tensor) -> torch.Tensor:
     p = counts / total.clamp_min(1e-300)
     entropy = -(p * torch.log(p.clamp_min(1e-300))).sum(-1)
     return torch.exp(entropy).to(torch.float32)
+
+
+@torch.no_grad()
+def update_usage_(
+    usage_ema: torch.Tensor, last_used_step: torch.Tensor, hist: torch.Tensor, step: int, decay: float
+) -> None:
+    """A training forward's usage bookkeeping: blend the batch's code distribution into ``usage_ema``
+    (``(G, K)``, behind ``running_perplexity``; the first batch with data sets it) and stamp ``step`` on
+    the codes used (``last_used_step``, behind ``dead_code_fraction``). Device-side decisions only."""
+    total = hist.sum(-1, keepdim=True)
+    p = hist / total.clamp_min(1.0)
+    started = usage_ema.sum(-1, keepdim=True) > 0
+    d = torch.where(started, decay, 0.0)
+    usage_ema.copy_(torch.where(total > 0, d * usage_ema + (1 - d) * p, usage_ema))
+    last_used_step.copy_(torch.where(hist > 0, step, last_used_step))
 
 
 class CodebookUsageAccumulator:
