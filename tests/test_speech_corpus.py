@@ -7,7 +7,7 @@ import pytest
 import soundfile as sf
 
 from vq_hf.data import SpeechCollator, load_wsj
-from vq_hf.data.synth_speech import FestivalError, build_parser, cli, make_speech_corpus, read_prompts
+from vq_hf.standins.speech import FestivalError, build_parser, cli, make_speech_corpus, read_prompts
 
 needs_festival = pytest.mark.skipif(shutil.which("festival") is None, reason="Debian festival is not installed")
 

@@ -13,11 +13,11 @@ COMMANDS = {
     "eval": ("vq_hf.evaluation", "evaluate a trained model folder on a dataset split; prints metrics JSON"),
     "units": ("vq_hf.units", "extract discrete units (codes) of a dataset split into a datasets.Dataset"),
     "make-handwriting-corpus": (
-        "vq_hf.data.synth_handwriting",
+        "vq_hf.standins.handwriting",
         "write a ScribbleLens-format stand-in corpus zip of rendered handwriting lines",
     ),
     "make-speech-corpus": (
-        "vq_hf.data.synth_speech",
+        "vq_hf.standins.speech",
         "write Kaldi data directories of Festival-spoken CMU ARCTIC prompts with phone CTMs",
     ),
 }

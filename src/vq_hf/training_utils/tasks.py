@@ -237,7 +237,7 @@ class HandwritingTask(Task):
         source = d["dataset_name"]
         notes = []
         if source is None:
-            from vq_hf.data.synth_handwriting import make_handwriting_corpus
+            from vq_hf.standins.handwriting import make_handwriting_corpus
 
             source = str(make_handwriting_corpus(pathlib.Path(cache_dir) / "synth_handwriting",
                                                  num_lines=d["synth_size"], seed=recipe["training"]["seed"]))
@@ -283,7 +283,7 @@ class SpeechTask(Task):
         notes = []
         train_split, eval_split = d["train_split"], d["eval_split"]
         if source is None:
-            from vq_hf.data.synth_speech import make_speech_corpus
+            from vq_hf.standins.speech import make_speech_corpus
 
             seed, n = recipe["training"]["seed"], d["synth_size"]
             corpus = pathlib.Path(cache_dir) / f"synth_speech.{n}utts.seed{seed}"

@@ -92,8 +92,8 @@ _PROMPT_RE = re.compile(r'^\(\s*(\S+)\s+"(.*)"\s*\)\s*$')
 def read_prompts(path: str | Path | None = None) -> list[tuple[str, str]]:
     """Parse Festival's ``( id "text" )`` prompt list (the packaged CMU ARCTIC prompts by default)."""
     if path is None:
-        source = resources.files("vq_hf.data").joinpath("cmuarctic.data")
-        lines, name = source.read_text(encoding="utf-8").splitlines(), "vq_hf/data/cmuarctic.data"
+        source = resources.files("vq_hf.standins").joinpath("cmuarctic.data")
+        lines, name = source.read_text(encoding="utf-8").splitlines(), "vq_hf/standins/cmuarctic.data"
     else:
         path = Path(path)
         if not path.is_file():
@@ -381,7 +381,7 @@ def make_speech_corpus(
             }
     wall = time.perf_counter() - started
     summary = {
-        "generator": "vq_hf.data.synth_speech",
+        "generator": "vq_hf.standins.speech",
         "seed": seed,
         "voices": voices,
         "options": {
@@ -392,7 +392,7 @@ def make_speech_corpus(
             "warps": list(warps),
             "pitch_jitter": pitch_jitter,
             "noise_db": noise_db,
-            "prompts": str(prompts_path) if prompts_path else "vq_hf/data/cmuarctic.data",
+            "prompts": str(prompts_path) if prompts_path else "vq_hf/standins/cmuarctic.data",
         },
         "splits": splits,
         "audio_seconds": round(audio_seconds, 3),

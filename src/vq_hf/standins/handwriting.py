@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .scribblelens import BLANK, CORPUS_ROOT, DEFAULT_ALIGNMENTS, SPACE, dat_name, format_ali
+from vq_hf.data.scribblelens import BLANK, CORPUS_ROOT, DEFAULT_ALIGNMENTS, SPACE, dat_name, format_ali
 
 __all__ = [
     "DEFAULT_FONTS",
@@ -589,8 +589,8 @@ def write_preview(
     segments labelled with their characters, and the 32-pixel-high version the loaders produce."""
     from PIL import Image, ImageDraw, ImageFont
 
-    from ..models.line_processing_vqvae import VQVAELineImageProcessor
-    from .scribblelens import parse_ali, parse_dat
+    from vq_hf.models.line_processing_vqvae import VQVAELineImageProcessor
+    from vq_hf.data.scribblelens import parse_ali, parse_dat
 
     processor = VQVAELineImageProcessor()
     label_font = ImageFont.load_default()
