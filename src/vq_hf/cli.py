@@ -11,7 +11,11 @@ import sys
 
 COMMANDS = {
     "eval": ("vq_hf.evaluation", "evaluate a trained model folder on a dataset split; prints metrics JSON"),
-    "units": ("vq_hf.units", "extract discrete units (codes) of a dataset split into a datasets.Dataset"),
+    "units": ("vq_hf.units", "extract discrete units (codes) of your files, a datasets column or a corpus split"),
+    "unit-quality": (
+        "vq_hf.unit_evaluation",
+        "purity, PNMI, boundary F1, mapped error rate, bitrate, ABX of a model's units on an aligned split",
+    ),
     "make-handwriting-corpus": (
         "vq_hf.standins.handwriting",
         "write a ScribbleLens-format stand-in corpus zip of rendered handwriting lines",
