@@ -442,6 +442,12 @@ def main(argv=None) -> int:
                       "examples_seen": step * dcfg["batch_size"] * tcfg["gradient_accumulation_steps"]
                       * accelerator.num_processes,
                       "last_checkpoint": str(last_saved)})
+        # discrete-unit quality (purity, PNMI, ABX...) on the eval split where it has frame alignments
+        from vq_hf.unit_evaluation import merge_into_results, unit_quality_for_results
+
+        quality = unit_quality_for_results(unwrapped, data.eval, seed=recipe["training"]["seed"])
+        if quality is not None:
+            merge_into_results(results, quality)
         (out_dir / "results.json").write_text(json.dumps(results, indent=2))
         plot_history(history.read(), out_dir, task.main_metric,
                      title=f"{recipe['task']}: {pathlib.Path(args.config).stem}")

@@ -151,19 +151,36 @@ UNIT_METRICS = (
 )
 
 
-def add_to_results(model_dir: str | Path, quality: dict[str, Any]) -> dict:
-    """Merge the unit-quality numbers into ``<model_dir>/results.json`` ``metrics`` (and the k-means floor's as
-    ``kmeans_floor_<name>``), then re-render the model card; returns the updated results."""
-    from vq_hf.cards import RESULTS_FILE, read_results, write_model_card
-
-    results = read_results(model_dir)
+def merge_into_results(results: dict, quality: dict[str, Any]) -> dict:
+    """Put the unit-quality numbers into a results.json dict: ``metrics[name]`` (and the k-means floor's as
+    ``kmeans_floor_<name>``), the settings (frames per unit, tolerance...) under ``unit_quality``."""
     metrics = results.setdefault("metrics", {})
     for name in UNIT_METRICS:
         if quality.get(name) is not None:
             metrics[name] = quality[name]
-        if quality.get("kmeans_floor", {}).get(name) is not None:
+        if (quality.get("kmeans_floor") or {}).get(name) is not None:
             metrics[f"kmeans_floor_{name}"] = quality["kmeans_floor"][name]
     results["unit_quality"] = {k: v for k, v in quality.items() if k not in UNIT_METRICS and k != "kmeans_floor"}
+    return results
+
+
+def unit_quality_for_results(model, dataset, seed: int = 0) -> dict[str, Any] | None:
+    """:func:`evaluate_unit_quality` for the training script's final evaluation, or None where it does not apply
+    (CIFAR, no bottleneck, or an eval split without frame alignments)."""
+    task = getattr(model.config, "architecture", None)
+    if task not in ("speech", "handwriting") or not getattr(model.config, "use_bottleneck", True):
+        return None
+    if ("phone_ids" if task == "speech" else "alignment") not in dataset.column_names:
+        return None
+    return evaluate_unit_quality(model, dataset, seed=seed)
+
+
+def add_to_results(model_dir: str | Path, quality: dict[str, Any]) -> dict:
+    """Merge the unit-quality numbers into ``<model_dir>/results.json`` (:func:`merge_into_results`) and
+    re-render the model card; returns the updated results."""
+    from vq_hf.cards import RESULTS_FILE, read_results, write_model_card
+
+    results = merge_into_results(read_results(model_dir), quality)
     path = Path(model_dir) / RESULTS_FILE
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
