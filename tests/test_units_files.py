@@ -312,3 +312,25 @@ def test_push_to_hub_uploads_parquet_report_and_card(tmp_path, wav_folder, capsy
     (tmp_path / "p.parquet").write_bytes(api.files["data/units-00000-of-00001.parquet"])
     pushed = datasets.Dataset.from_parquet(str(tmp_path / "p.parquet"))
     assert pushed["codes"] == datasets.load_from_disk(str(tmp_path / "u"))["codes"]
+
+
+def test_discrete_units_pipeline_matches_extract_units(tmp_path, wav_folder):
+    import vq_hf.pipelines  # noqa: F401 — registers the task
+    from transformers import pipeline
+
+    from vq_hf.models import VQVAEForCTC
+
+    _speech_model(tmp_path / "model")
+    model = VQVAEForCTC.from_pretrained(str(tmp_path / "model"))
+    units = pipeline("discrete-units", model=str(tmp_path / "model"), device="cpu")
+    path = wav_folder / "sub" / "c_44k_int16_stereo.wav"
+    ref = extract_units(model, str(path), dedup=True, progress=False)
+    out = units(str(path), dedup=True)
+    assert out["codes"] == ref["codes"][0] and out["durations"] == ref["durations"][0]
+    wave = _tone(0.5, 8000)
+    assert units(wave, sampling_rate=8000)["codes"] == extract_units(model, [(wave, 8000)], progress=False)["codes"][0]
+
+    cifar = _cifar_model(tmp_path / "cifar")
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8))
+    out = pipeline("discrete-units", model=str(tmp_path / "cifar"), device="cpu")(image)
+    assert out["shape"] == [8, 8] and out["codes"] == extract_units(cifar, [image], progress=False)["codes"][0]
