@@ -183,3 +183,22 @@ def test_free_text_dataset_names_stay_out_of_the_datasets_metadata():
     assert not card.data.datasets  # only Hub ids belong there
     assert card.data.eval_results[0].dataset_type == "vq-hf-embedded-cifar-10-sample-2-000-train-500-test-jpeg"
     assert "vq_hf embedded CIFAR-10 sample (2,000 train / 500 test, JPEG)" in card.content
+
+
+def test_per_codebook_metrics_are_described_per_codebook_and_stand_in_handwriting_is_flagged():
+    res = _results(
+        task="handwriting", dataset="synthetic-handwriting",
+        data_variant="stand-in handwriting lines (200 lines, vq-hf make-handwriting-corpus)",
+        main_metric="reconstruction_bits_per_dim",
+        metrics={"reconstruction_bits_per_dim": 0.9, "codebook_entropy_bits": [6.25, 5.5],
+                 "perplexity": [76.1, 45.3], "perplexity_sum": 121.4, "used_codes": [90, 70]},
+        metrics_polyak=None, polyak_decay=None)
+    res.pop("metrics_polyak")
+    res.pop("polyak_decay")
+    text = str(build_model_card(res, {}))
+    rows = {line.split("|")[1].strip(): line for line in text.splitlines() if line.startswith("| `")}
+    # each name says what its value is: lists are per codebook, the sum is named as a sum
+    assert "[6.25, 5.5]" in rows["`codebook_entropy_bits`"] and "one value per codebook" in rows["`codebook_entropy_bits`"]
+    assert "summed" not in rows["`codebook_entropy_bits`"]
+    assert "one value per codebook" in rows["`perplexity`"] and "summed over codebooks" in rows["`perplexity_sum`"]
+    assert "a synthetic stand-in corpus" in text and "**not comparable**" in text

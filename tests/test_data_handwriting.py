@@ -137,3 +137,13 @@ def test_split_plan_never_leaves_a_split_empty():
         assert splits.count("test") == max(1, lines // 10)
     jobs = synth.plan_lines(60, ["a", "b"], 0.25, 25)
     assert jobs[51].path == "nl/b/2/line1" and jobs[50].path == "nl/a/2/line1"  # 25 lines per page per scribe
+
+
+def test_generated_zip_carries_the_stand_in_marker_the_loader_reads(corpus):
+    from vq_hf.data.scribblelens import read_stand_in_marker
+
+    path, stats, _ = corpus
+    marker = read_stand_in_marker(path)
+    assert marker["generator"] == "vq-hf make-handwriting-corpus" and marker["stand_in_for"] == "ScribbleLens"
+    assert (marker["lines"], marker["train"], marker["test"], marker["seed"]) == (8, stats.train, stats.test, 5)
+    assert marker["scribes"] == stats.scribes

@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from vq_hf.models.line_processing_vqvae import VQVAELineImageProcessor
+from vq_hf.models.vqvae_line.image_processing_vqvae_line import VQVAELineImageProcessor
 
 
 def _line(width, height, value=100):

@@ -19,7 +19,7 @@ from vq_hf.data.scribblelens import (
     parse_dat,
     resample_alignment,
 )
-from vq_hf.models.line_processing_vqvae import VQVAELineImageProcessor
+from vq_hf.models.vqvae_line.image_processing_vqvae_line import VQVAELineImageProcessor
 
 
 # ---------------------------------------------------------------------------------------------- fixtures

@@ -106,7 +106,7 @@ def test_bad_inputs_are_rejected_clearly():
         model()
     with pytest.raises(ValueError, match=r"labels.*\[0, 256\)"):
         model(pixel_values=x, labels=u8 + 1)
-    with pytest.raises(ValueError, match="not `input_features`"):
+    with pytest.raises(TypeError, match=r"forward got unexpected arguments \[.input_features.\]"):
         model(input_features=torch.zeros(1, 5, 243))
     with pytest.raises(ValueError, match=r"codes.*\[0, 8\)"):
         model.decode_codes(torch.full((1, 8, 8, 2), 8))

@@ -18,6 +18,7 @@ from vq_hf import (
     VQVAELineImageProcessor,
     VQVAEModel,
 )
+from vq_hf.models import VQVAEImageConfig, VQVAEImageModel, VQVAESpeechForCTC, VQVAESpeechModel
 
 
 
@@ -121,16 +122,17 @@ def test_bf16_load_keeps_the_quantizer_in_fp32(tmp_path):
 def test_auto_classes(tmp_path):
     torch.manual_seed(0)
     VQVAEModel(VQVAEConfig(**CIFAR)).save_pretrained(tmp_path / "cifar")
-    assert type(AutoConfig.from_pretrained(tmp_path / "cifar")) is VQVAEConfig
-    assert type(AutoModel.from_pretrained(tmp_path / "cifar")) is VQVAEModel
+    assert type(AutoConfig.from_pretrained(tmp_path / "cifar")) is VQVAEImageConfig
+    assert type(AutoModel.from_pretrained(tmp_path / "cifar")) is VQVAEImageModel
     ctc = VQVAEForCTC(VQVAEConfig(**SPEECH))
+    assert type(ctc) is VQVAESpeechForCTC and isinstance(ctc, VQVAEForCTC)
     ctc.save_pretrained(tmp_path / "speech")
     auto_ctc = AutoModelForCTC.from_pretrained(tmp_path / "speech")
-    assert type(auto_ctc) is VQVAEForCTC
+    assert type(auto_ctc) is VQVAESpeechForCTC
     assert_same_state(ctc, auto_ctc)
     # the base model loads out of the CTC checkpoint (prefix "vqvae.")
-    base = AutoModel.from_pretrained(tmp_path / "speech")
-    assert type(base) is VQVAEModel
+    for base in (AutoModel.from_pretrained(tmp_path / "speech"), VQVAEModel.from_pretrained(tmp_path / "speech")):
+        assert type(base) is VQVAESpeechModel and isinstance(base, VQVAEModel)
     assert torch.equal(base.quantizer.codebook, ctc.vqvae.quantizer.codebook)
 
 
@@ -183,39 +185,54 @@ def test_bad_config_json_is_a_clear_error(tmp_path):
     cfg = json.loads((tmp_path / "config.json").read_text())
     bad = tmp_path / "bad"
     shutil.copytree(tmp_path, bad, ignore=shutil.ignore_patterns("bad"))
-    (bad / "config.json").write_text(json.dumps({**cfg, "architecture": "mnist"}))
+    (bad / "config.json").write_text(json.dumps({**cfg, "model_type": "vq_hf_vqvae", "architecture": "mnist"}))
     with pytest.raises(ValueError, match="architecture='mnist' is unknown"):
         AutoModel.from_pretrained(bad)
-    (bad / "config.json").write_text(json.dumps({**cfg, "codebook_size": 16}))
+    (bad / "config.json").write_text(json.dumps({**cfg, "quantizer": {**cfg["quantizer"], "ema_decay": 1.0}}))
+    with pytest.raises(ValueError, match="VQVAEImageConfig: quantizer: ema_decay must be < 1.0"):
+        VQVAEModel.from_pretrained(bad)
+    (bad / "config.json").write_text(json.dumps({**cfg, "quantizer": {**cfg["quantizer"], "codebook_size": 16}}))
     with pytest.raises(ValueError, match=r"does not match its config.*quantizer\.codebook: checkpoint \[2, 8, 4\]"):
         VQVAEModel.from_pretrained(bad)
 
 
-def test_remote_code_export_loads_without_vq_hf(tmp_path):
-    """`save_pretrained(..., export_remote_code=True)` → a fresh interpreter that never imports vq_hf loads it with
-    trust_remote_code and reproduces the outputs."""
+@pytest.mark.parametrize("family", ["cifar10", "handwriting", "speech"])
+def test_remote_code_export_loads_without_importing_vq_hf(tmp_path, family):
+    """`save_pretrained(..., export_remote_code=True)` writes the family's configuration and modeling files and an
+    `auto_map` (register_for_auto_class, no import rewriting); a fresh interpreter that does not import vq_hf
+    itself loads the folder with trust_remote_code as the copied classes and reproduces the outputs."""
     import os
     import subprocess
     import sys
     import textwrap
 
+    kw, cls, auto, files = {
+        "cifar10": (CIFAR, VQVAEModel, "AutoModel", ("configuration_vqvae_image.py", "modeling_vqvae_image.py")),
+        "handwriting": (LINES, VQVAEModel, "AutoModel", ("configuration_vqvae_line.py", "modeling_vqvae_line.py")),
+        "speech": (SPEECH, VQVAEForCTC, "AutoModelForCTC",
+                   ("configuration_vqvae_speech.py", "modeling_vqvae_speech.py")),
+    }[family]
     torch.manual_seed(0)
-    model = VQVAEForCTC(VQVAEConfig(**SPEECH, quantizer_type="ema")).eval()
+    model = cls(VQVAEConfig(**kw, quantizer_type="ema")).eval()
     model.save_pretrained(tmp_path / "m", export_remote_code=True)
+    assert all((tmp_path / "m" / f).is_file() for f in files)
     cfg = json.loads((tmp_path / "m" / "config.json").read_text())
-    assert cfg["auto_map"]["AutoModelForCTC"] == "modeling_vqvae.VQVAEForCTC"
-    x = inputs("speech")["input_features"]
-    torch.save(x, tmp_path / "x.pt")
+    assert cfg["auto_map"][auto] == f"{files[1][:-3]}.{type(model).__name__}"
+    assert cfg["auto_map"]["AutoConfig"] == f"{files[0][:-3]}.{type(model.config).__name__}"
+    # the export belongs to that save only
+    model.save_pretrained(tmp_path / "plain")
+    assert "auto_map" not in json.loads((tmp_path / "plain" / "config.json").read_text())
+    batch = {k: v for k, v in inputs(family).items() if k != "labels"}
+    torch.save(batch, tmp_path / "x.pt")
     with torch.no_grad():
-        torch.save(model(input_features=x).logits, tmp_path / "ref.pt")
+        torch.save(model(**batch).logits, tmp_path / "ref.pt")
     script = textwrap.dedent(f"""
         import sys, torch
-        from transformers import AutoModelForCTC
-        m = AutoModelForCTC.from_pretrained({str(tmp_path / "m")!r}, trust_remote_code=True)
-        assert "vq_hf" not in sys.modules, "the remote code must not need vq_hf"
+        from transformers import {auto}
+        m = {auto}.from_pretrained({str(tmp_path / "m")!r}, trust_remote_code=True)
         assert type(m).__module__.startswith("transformers_modules"), type(m).__module__
         with torch.no_grad():
-            out = m(input_features=torch.load({str(tmp_path / "x.pt")!r})).logits
+            out = m(**torch.load({str(tmp_path / "x.pt")!r})).logits
         assert torch.equal(out, torch.load({str(tmp_path / "ref.pt")!r}))
         print("REMOTE_OK")
     """)

@@ -152,3 +152,19 @@ def test_held_out_voice_speaks_only_dev_and_test(tmp_path):
     assert any(spk.startswith("ked") for spk in test_spk)
     assert summary["options"]["held_out_voices"] == ["ked_diphone"]
     assert all(-45.0 <= u["noise_db"] <= -35.0 for u in summary["utterances"].values())
+
+
+def test_prompt_text_reaches_festival_as_one_escaped_string(tmp_path):
+    """Prompt files are data: a text that tries to close the string and call (system ...) stays a literal."""
+    import re
+
+    from vq_hf.standins.speech import UtterancePlan, _festival_script, voice_spec
+
+    evil = 'Hi") (system "touch /tmp/x") ("\\'
+    plan = UtterancePlan("u1", "spk", "kal_diphone", "p1", evil, "train", 1.0, 1.0, None)
+    script = _festival_script("kal_diphone", voice_spec("kal_diphone"), [plan], tmp_path)
+    line = next(x for x in script.splitlines() if x.startswith("(set! vqhf_u (Utterance Text "))
+    literal = re.fullmatch(r'\(set! vqhf_u \(Utterance Text ("(?:[^"\\]|\\.)*")\)\)', line)
+    assert literal is not None  # the whole text is inside one Scheme string: nothing after it is evaluated
+    decoded = re.sub(r"\\(.)", r"\1", literal.group(1)[1:-1])
+    assert decoded == evil and "(system" not in script.replace(literal.group(1), "")

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from vq_hf.models.feature_extraction_vqvae import VQVAEFeatureExtractor
+from vq_hf.models.vqvae_speech.feature_extraction_vqvae_speech import VQVAEFeatureExtractor
 
 knf = pytest.importorskip("kaldi_native_fbank")
 

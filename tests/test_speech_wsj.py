@@ -10,7 +10,7 @@ import torch
 from vq_hf.data import KaldiDataError, SpeechCollator, load_wsj
 from vq_hf.data.speech_collators import chunk_labels
 from vq_hf.data.wsj import normalize_phone, read_alignments
-from vq_hf.models.feature_extraction_vqvae import VQVAEFeatureExtractor
+from vq_hf.models.vqvae_speech.feature_extraction_vqvae_speech import VQVAEFeatureExtractor
 
 RATE = 16000
 
@@ -114,7 +114,8 @@ def test_piped_wav_scp_with_segments_and_ctm(tmp_path):
     _write(tmp_path / "phones.ctm", ctm)
     _write(d / "feats.scp", ["utt_a /nonexistent/mfcc.ark:12"])  # Kaldi recipes leave MFCCs here: ignored
 
-    ds, info = load_wsj(d, alignments=tmp_path / "phones.ctm", cache_dir=tmp_path / "cache", return_info=True)
+    ds, info = load_wsj(d, alignments=tmp_path / "phones.ctm", cache_dir=tmp_path / "cache", return_info=True,
+                        allow_commands=True)  # `cat … |` is a shell command: a trusted corpus opts in
     train = ds["train"]
     assert info.phones == ["<eps>", "<unk>", "AH", "D", "ER", "HH", "L", "OW", "SIL", "W"]
     assert train.features["labels"].feature.names == info.phones
@@ -136,6 +137,37 @@ def test_piped_wav_scp_with_segments_and_ctm(tmp_path):
     load_wsj(d, alignments=tmp_path / "phones.ctm", cache_dir=tmp_path / "cache", output_dir=out)
     assert (out / "phones.txt").read_text().splitlines()[:3] == ["<eps> 0", "<unk> 1", "AH 2"]
     assert json.loads((out / "preprocessor_config.json").read_text())["cmvn_frames"] == all_frames.shape[0]
+
+
+@pytest.mark.parametrize("entry", ["touch {flag}; cat {wav} |", "| touch {flag}", "touch {flag}; cat {wav} |:0"])
+def test_piped_scp_entries_are_refused_unless_allowed(tmp_path, capsys, entry):
+    """A downloaded wav.scp could run anything: refused (file and line named, nothing run) without the opt-in."""
+    d = _simple_dir(tmp_path, "train", ["a", "b"], [["SIL", "AH"], ["SIL", "T"]])
+    flag = tmp_path / "ran"
+    command = entry.format(flag=flag, wav=d / "wav" / "b.wav")
+    _write(d / "wav.scp", [f"a {d / 'wav' / 'a.wav'}", f"b {command}"])
+    with pytest.raises(KaldiDataError, match=r"wav.scp line 2: .* is a shell command .*allow_commands=True") as err:
+        load_wsj(d, cache_dir=tmp_path / "cache")
+    assert str(d / "wav.scp") in str(err.value)
+    assert not flag.exists()
+    # feats.scp too (kaldiio pipes there the same way)
+    _write(d / "wav.scp", [])
+    (d / "wav.scp").unlink()
+    _write(d / "feats.scp", [f"a {command}"])
+    with pytest.raises(KaldiDataError, match=r"feats.scp line 1: .* is a shell command"):
+        load_wsj(d, cache_dir=tmp_path / "cache")
+    assert not flag.exists()
+
+
+def test_allowed_scp_command_runs_and_is_printed_first(tmp_path, capsys):
+    d = _simple_dir(tmp_path, "train", ["a", "b"], [["SIL", "AH"], ["SIL", "T"]])
+    flag = tmp_path / "ran"
+    command = f"touch {flag}; cat {d / 'wav' / 'b.wav'} |"
+    _write(d / "wav.scp", [f"a {d / 'wav' / 'a.wav'}", f"b {command}"])
+    ds = load_wsj(d, cache_dir=tmp_path / "cache", allow_commands=True)
+    assert flag.exists() and len(ds["train"]) == 2
+    err = capsys.readouterr().err
+    assert "running 1 shell command(s)" in err and f"line 2: {command}" in err
 
 
 def test_feats_scp_with_text_ali_statics_and_full_features(tmp_path):

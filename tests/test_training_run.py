@@ -68,7 +68,7 @@ def test_quickstart_tiny_run_leaves_a_complete_folder(tiny_run, tmp_path):
                  "polyak/model.safetensors", "checkpoints/step_4/meta.json"):
         assert (out / name).is_file(), name
     model = VQVAEModel.from_pretrained(out)
-    assert model.config.num_codebooks == 2 and model.config.quantizer_type == "reestimating"
+    assert model.config.num_codebooks == 2 and model.config.quantizer["quantizer_type"] == "reestimating"
 
     res = read_results(out)
     assert res["task"] == "cifar10" and res["data_variant"].startswith("JPEG-CIFAR-10")
@@ -165,9 +165,9 @@ def test_bad_inputs_fail_before_training(tmp_path, capsys):
 
 
 def test_non_finite_loss_stops_naming_the_step(tmp_path, capsys, monkeypatch):
-    from vq_hf.models import VQVAEModel
+    from vq_hf.models import VQVAEImageModel  # the quickstart's family model
 
-    original = VQVAEModel.forward
+    original = VQVAEImageModel.forward
     calls = {"n": 0}
 
     def poisoned(self, *a, **k):
@@ -178,7 +178,7 @@ def test_non_finite_loss_stops_naming_the_step(tmp_path, capsys, monkeypatch):
                 out.loss = out.loss * float("nan")
         return out
 
-    monkeypatch.setattr(VQVAEModel, "forward", poisoned)
+    monkeypatch.setattr(VQVAEImageModel, "forward", poisoned)
     out = tmp_path / "run"
     out.mkdir()
     (out / "run_config.json").write_text("{}")  # an older run: replaced because of --overwrite_output_dir

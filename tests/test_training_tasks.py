@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import pathlib
 import shutil
 
 import pytest
@@ -23,9 +24,12 @@ TINY_HW = ["model.conv_channels=[8,8]", "model.conv_kernel_sizes=[[3,3],[3,3]]",
 
 
 def test_handwriting_recipe_trains_on_the_stand_in_corpus(tmp_path):
-    out = tmp_path / "hw"
+    out, cache = tmp_path / "hw", tmp_path / "cache"
     assert run(["--config", CONFIGS / "handwriting" / "bn_reest_cblr.yaml", "--output_dir", out, *TINY_SEQ,
-                *TINY_HW]) == 0
+                *TINY_HW, f"data.cache_dir={cache}"]) == 0
+    # the generated corpus and the datasets caches go to data.cache_dir, never into the uploadable run folder
+    assert len(list((cache / "vq_hf_standin" / "synth_handwriting").glob("*.zip"))) == 1
+    assert any(cache.rglob("*.arrow")) and not (out / "data").exists()
     res = json.loads((out / "results.json").read_text())
     m = res["metrics"]
     assert res["task"] == "handwriting" and "stand-in" in res["data_variant"]
@@ -67,8 +71,15 @@ def test_speech_recipe_trains_with_pooled_per(tmp_path):
     assert eval_cli(["--model", str(out), "--split", "dev", "--output", str(tmp_path / "e.json")]) == 0
     ev = json.loads((tmp_path / "e.json").read_text())["metrics"]
     assert ev["phone_error_rate"] == pytest.approx(res["metrics"]["phone_error_rate"])
-    # the same with the stand-in corpus named explicitly and the recipe's WSJ split name
-    corpus = next((out / "data").glob("synth_speech.*"))
+    # the same with the stand-in corpus named explicitly and the recipe's WSJ split name; it was generated in
+    # the datasets cache, not in the run folder
+    assert not (out / "data").exists()
+    # datasets reads HF_DATASETS_CACHE once, at its import: an earlier test in the session may have fixed it
+    import datasets
+
+    standins = pathlib.Path(datasets.config.HF_DATASETS_CACHE) / "vq_hf_standin"
+    corpus = standins / "synth_speech.12utts.seed0"  # data.synth_size=12, the recipe's training.seed
+    assert corpus.is_dir()
     assert eval_cli(["--model", str(out), "--dataset_name", str(corpus), "--split", "test_dev93",
                      "--output", str(tmp_path / "e2.json")]) == 0
     ev2 = json.loads((tmp_path / "e2.json").read_text())["metrics"]

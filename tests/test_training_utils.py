@@ -34,11 +34,14 @@ def test_every_experiment_has_a_valid_recipe():
         if variant == "no_bottleneck":
             assert not config.use_bottleneck
             continue
-        assert config.batch_norm == (variant != "vanilla"), rel
-        assert config.quantizer_type == {"bn_ema": "ema", "bn_reest": "reestimating",
-                                         "bn_reest_cblr": "reestimating"}.get(variant, config.quantizer_type)
+        q = config.quantizer_options()
+        # the paper's BN before quantization: the quantizer's own (CIFAR), before the projection (sequences)
+        bn = q["batch_norm"] if config.architecture == "cifar10" else config.batch_norm
+        assert bn == (variant != "vanilla"), rel
+        assert q["quantizer_type"] == {"bn_ema": "ema", "bn_reest": "reestimating",
+                                       "bn_reest_cblr": "reestimating"}.get(variant, q["quantizer_type"])
         if variant.endswith("cblr"):
-            assert config.codebook_lr_multiplier == 10.0, rel
+            assert q["codebook_lr_multiplier"] == 10.0, rel
         if path.parent.name == "cifar10_5x1024":
             assert (config.num_codebooks, config.codebook_size) == (5, 1024)
     # reference hyper-parameters (reference-implementation.md §4)
@@ -57,9 +60,16 @@ def test_quantizer_section_takes_every_vector_quantizer_option():
 
     recipe = load_recipe(CONFIGS / "quickstart.yaml", ["quantizer.check_finite=false", "quantizer.dead_code_window=7"])
     config = get_task(recipe["task"]).build_config(recipe)
-    assert config.check_finite is False and config.dead_code_window == 7
+    # the section is the config's nested quantizer dict, as written (seed from training.seed)
+    assert config.quantizer == {**recipe["quantizer"], "seed": recipe["training"]["seed"]}
+    assert config.quantizer["check_finite"] is False and config.quantizer["dead_code_window"] == 7
     with pytest.raises(ConfigError, match="unknown key 'model.check_finite'"):
         get_task(recipe["task"]).build_config(load_recipe(CONFIGS / "quickstart.yaml", ["model.check_finite=false"]))
+    with pytest.raises(ConfigError, match=r"quickstart.yaml: invalid model/quantizer settings: .*ema_decay must be > 0"):
+        get_task(recipe["task"]).build_config(load_recipe(CONFIGS / "quickstart.yaml", ["quantizer.ema_decay=0"]),
+                                              source="quickstart.yaml")
+    with pytest.raises(ConfigError, match=r"unknown VectorQuantizer option\(s\) \['codebook_sise'\]"):
+        get_task(recipe["task"]).build_config(load_recipe(CONFIGS / "quickstart.yaml", ["quantizer.codebook_sise=8"]))
 
 
 def test_overrides_and_errors_name_the_key(tmp_path):
@@ -236,3 +246,14 @@ def test_speech_chunks_do_not_depend_on_earlier_batches():
     coll([dict(it) for it in items[2:]])  # another batch in between (or the prefetched one)
     again = coll([dict(it) for it in items[:2]])["input_features"]
     assert torch.equal(first, again)
+
+
+def test_progress_perplexity_is_named_for_what_it_shows():
+    from vq_hf.training_utils.tasks import get_task, perplexity_postfix
+
+    assert perplexity_postfix([37.5]) == {"pplx": "37.5"}
+    assert perplexity_postfix(12.0) == {"pplx": "12.0"}
+    assert perplexity_postfix([30.0, 20.5]) == {"pplx_sum": "50.5"}  # Σ over codebooks, named as a sum
+    assert perplexity_postfix(None) == {}
+    summary = get_task("cifar10").summary({"raw": {"uniform_nelbo_bits_per_dim": 4.5, "perplexity": [30.0, 20.5]}})
+    assert summary == "raw: uniform_nelbo_bits_per_dim=4.5000 pplx_sum=50.5"

@@ -153,7 +153,8 @@ def main(argv=None) -> int:
         # During the warm-up pass-through the codebook gets no gradient: DDP must tolerate unused parameters.
         kwargs_handlers=[DistributedDataParallelKwargs(
             broadcast_buffers=False,
-            find_unused_parameters=bool(model_config.use_bottleneck and model_config.warmup_steps > 0))],
+            find_unused_parameters=bool(model_config.use_bottleneck
+                                        and model_config.quantizer.get("warmup_steps", 0) > 0))],
     )
     main_proc = accelerator.is_main_process
 
@@ -197,7 +198,7 @@ def main(argv=None) -> int:
     # The main process loads (and caches, or generates a stand-in corpus) first; the others then reuse it.
     with accelerator.main_process_first():
         try:
-            data = task.build_data(recipe, model_config, cache_dir=out_dir / "data")
+            data = task.build_data(recipe, model_config)  # caches: data.cache_dir or the datasets cache
         except (ValueError, FileNotFoundError, ConnectionError, KeyError, OSError) as e:
             error = f"data: {e}"
     failed = torch.tensor([0.0 if error is None else 1.0], device=accelerator.device)
@@ -380,9 +381,7 @@ def main(argv=None) -> int:
                            "skipped_step": skipped, **task.train_scalars(out)}
                     history.append({"kind": "train", "step": step, "epoch": epoch, **row})
                     tb.scalars("train", row, step)
-                    pplx = row.get("perplexity")
-                    bar.set_postfix(loss=f"{row['loss']:.4f}",
-                                    pplx=f"{sum(pplx):.1f}" if isinstance(pplx, list) else pplx)
+                    bar.set_postfix(loss=f"{row['loss']:.4f}", **tasks.perplexity_postfix(row.get("perplexity")))
                     running = {"loss": 0.0, "n": 0}
                 end_of_epoch = batches_done == len(train_dl)
                 if ((tcfg["eval_every"] and step % tcfg["eval_every"] == 0)

@@ -168,11 +168,14 @@ METRIC_MEANINGS = {
     "uniform_nelbo_bits_per_dim": "reconstruction + uniform-prior code rate, bits per dimension (CIFAR-10: the quantity "
     "of the paper's Table III; ScribbleLens: Table II \"Uniform NELBO\")",
     "unigram_nelbo_bits_per_dim": "reconstruction + unigram-prior code rate, bits per dimension (Table II \"Unigram NELBO\")",
-    "codebook_perplexity": "dataset-level 2^H of code usage over the split (1 = one code used, K = uniform use)",
-    "perplexity": "dataset-level 2^H of code usage over the split (1 = one code used, K = uniform use)",
+    "codebook_perplexity": "dataset-level 2^H of code usage over the split, one value per codebook (1 = one code "
+    "used, K = uniform use)",
+    "perplexity": "dataset-level 2^H of code usage over the split, one value per codebook (1 = one code used, "
+    "K = uniform use)",
     "perplexity_sum": "codebook perplexities summed over codebooks (DistSup's CIFAR-10 convention, max codebooks × K)",
-    "codebook_entropy_bits": "entropy of code usage summed over codebooks, bits per latent position",
-    "used_codes": "number of distinct codes used on the split",
+    "codebook_entropy_bits": "entropy H of code usage over the split, bits per latent position, one value per "
+    "codebook (their sum is the unigram code rate per position)",
+    "used_codes": "number of distinct codes used on the split, per codebook",
     "dead_code_fraction": "fraction of codes never used on the split",
     "phone_error_rate": "pooled phone error rate Σ edit distance / Σ reference length (fraction; ×100 for %)",
     "phone_errors": "total edit distance (substitutions + deletions + insertions) over the split",

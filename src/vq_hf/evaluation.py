@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from contextlib import nullcontext
 
@@ -34,8 +33,7 @@ from vq_hf.metrics import (
     nelbo_bits_per_dim,
     uniform_rate_bits,
 )
-
-LN2 = math.log(2.0)
+from vq_hf.metrics.bits import LN2
 
 
 def _per_example_histogram(codes: torch.Tensor, mask: torch.Tensor | None, codebook_size: int) -> torch.Tensor:
@@ -71,8 +69,9 @@ def evaluate_model(model, dataloader, task: str, accelerator=None, max_batches: 
     was_training = model.training
     model.eval()
     cfg = model.config
-    has_vq = getattr(cfg, "use_bottleneck", True)
-    k = int(cfg.codebook_size) if has_vq else 0
+    quantizer = getattr(model, "quantizer", None)
+    has_vq = quantizer is not None
+    k = int(quantizer.codebook_size) if has_vq else 0
     device = accelerator.device if accelerator is not None else next(model.parameters()).device
 
     loss_sum, n_examples, has_loss = 0.0, 0, False
@@ -93,7 +92,7 @@ def evaluate_model(model, dataloader, task: str, accelerator=None, max_batches: 
         n_examples += int(_gather(accelerator, torch.ones(bsz, device=device)).sum())
 
         if task == "speech":
-            hyps = ctc_greedy_decode(out.logits.float(), out.output_lengths, blank=cfg.ctc_blank_id)
+            hyps = ctc_greedy_decode(out.logits.float(), out.output_lengths, cfg.ctc_blank_id)
             refs = [[int(x) for x in row if x != -100] for row in batch["labels"].tolist()]
             per_ex = torch.tensor([edit_distance_counts([h], [r]) for h, r in zip(hyps, refs)],
                                   dtype=torch.long, device=device).reshape(-1, 2)
@@ -157,11 +156,18 @@ def build_parser() -> argparse.ArgumentParser:
         description="Evaluate a trained vq-hf model folder on a dataset split and print the metrics as JSON "
                     "(pooled bits/dim and NELBOs, pooled PER, dataset-level perplexity per codebook).",
     )
-    p.add_argument("--model", required=True, help="a folder written by training/run_vq.py (or save_pretrained)")
+    p.add_argument("--model", required=True,
+                   help="a folder written by training/run_vq.py (or save_pretrained), or a hub model id")
     p.add_argument("--dataset_name", default=None,
                    help="hub id or local folder / corpus of the model's task; default: the task's offline default "
-                        "(CIFAR-10: the embedded sample)")
+                        "(CIFAR-10: the embedded sample). Only --split is read: a test-only folder is enough")
     p.add_argument("--split", default="test", help="split to evaluate")
+    p.add_argument("--cache_dir", default=None,
+                   help="root for feature caches and generated stand-in corpora (default: the datasets cache, "
+                        "$HF_DATASETS_CACHE); nothing is written into the model folder")
+    p.add_argument("--allow_scp_commands", action="store_true",
+                   help="speech: run piped wav.scp / feats.scp entries (`sph2pipe ... |`) as shell commands; "
+                        "only for a corpus you trust (refused otherwise)")
     p.add_argument("--batch_size", type=int, default=64, help="evaluation batch size")
     p.add_argument("--max_samples", type=int, default=None, help="evaluate only the first N examples")
     p.add_argument("--output", default=None, help="also write the JSON to this file")
@@ -173,19 +179,24 @@ def load_model(folder):
     """The model class of the folder's task (VQVAEForCTC for speech, VQVAEModel otherwise), in eval mode."""
     from vq_hf.models import VQVAEConfig, VQVAEForCTC, VQVAEModel
 
-    config = VQVAEConfig.from_pretrained(folder)
+    config = VQVAEConfig.from_pretrained(folder)  # the family's config (0.1.0 folders converted)
     cls = VQVAEForCTC if config.architecture == "speech" else VQVAEModel
-    return cls.from_pretrained(folder).eval()
+    return cls.from_pretrained(folder, config=config).eval()
 
 
 def cli(argv=None) -> int:
     args = build_parser().parse_args(argv)
     import pathlib
 
+    from vq_hf.hub import HubRepoError, local_model_folder
     from vq_hf.training_utils.config import validate_recipe
     from vq_hf.training_utils.tasks import get_task
 
-    folder = pathlib.Path(args.model)
+    try:
+        folder = local_model_folder(args.model)
+    except HubRepoError as e:
+        print(f"vq-hf eval: --model {args.model}: {e}", file=sys.stderr)
+        return 2
     if not (folder / "config.json").is_file():
         print(f"vq-hf eval: --model {folder}: no config.json (not a model folder)", file=sys.stderr)
         return 2
@@ -200,14 +211,17 @@ def cli(argv=None) -> int:
     if (folder / "training_config.json").is_file():
         trained = json.loads((folder / "training_config.json").read_text())
     data_cfg = dict(trained.get("data") or {})
+    # cache_dir and allow_scp_commands come from this command line only: a downloaded model folder's
+    # training_config.json must not point caches elsewhere or switch on shell commands
     data_cfg.update({"train_split": data_cfg.get("train_split", args.split), "eval_split": args.split,
-                     "eval_batch_size": args.batch_size, "max_eval_samples": args.max_samples})
+                     "eval_batch_size": args.batch_size, "max_eval_samples": args.max_samples,
+                     "cache_dir": args.cache_dir, "allow_scp_commands": args.allow_scp_commands})
     if args.dataset_name is not None:
         data_cfg["dataset_name"] = args.dataset_name
     recipe = validate_recipe({"task": task.name, "data": data_cfg,
                               "training": {"seed": (trained.get("training") or {}).get("seed", 0)}})
     try:
-        data = task.build_data(recipe, model.config, cache_dir=folder / "data", processor_folder=folder)
+        data = task.build_data(recipe, model.config, processor_folder=folder, eval_only=True)
     except (ValueError, FileNotFoundError, ConnectionError, KeyError) as e:
         print(f"vq-hf eval: data: {e}", file=sys.stderr)
         return 2

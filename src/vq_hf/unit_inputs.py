@@ -235,11 +235,11 @@ def default_processor(model) -> Any:
         if processor is not None:
             return processor
     if arch == "cifar10":
-        from vq_hf.models.image_processing_vqvae import VQVAEImageProcessor
+        from vq_hf.models import VQVAEImageProcessor
 
         return VQVAEImageProcessor(image_size=int(config.image_size), num_channels=int(config.num_channels))
     if arch == "handwriting":
-        from vq_hf.models.line_processing_vqvae import VQVAELineImageProcessor
+        from vq_hf.models import VQVAELineImageProcessor
 
         return VQVAELineImageProcessor(target_height=int(config.image_size))
     return None
@@ -250,15 +250,15 @@ def load_processor(path: str | Path, architecture: str | None):
     if not (Path(path) / "preprocessor_config.json").is_file():
         return None
     if architecture == "handwriting":
-        from vq_hf.models.line_processing_vqvae import VQVAELineImageProcessor
+        from vq_hf.models import VQVAELineImageProcessor
 
         return VQVAELineImageProcessor.from_pretrained(str(path))
     if architecture == "speech":
-        from vq_hf.models.feature_extraction_vqvae import VQVAEFeatureExtractor
+        from vq_hf.models import VQVAEFeatureExtractor
 
         return VQVAEFeatureExtractor.from_pretrained(str(path))
     if architecture == "cifar10":
-        from vq_hf.models.image_processing_vqvae import VQVAEImageProcessor
+        from vq_hf.models import VQVAEImageProcessor
 
         return VQVAEImageProcessor.from_pretrained(str(path))
     return None

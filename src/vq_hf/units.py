@@ -362,6 +362,8 @@ def extract_units(
 def _codebook_size(model) -> int | None:
     """K from the model's quantizer module (the config layout is being redesigned), else the config."""
     quantizer = getattr(model, "quantizer", None)
+    if isinstance(getattr(quantizer, "codebook_size", None), int):
+        return quantizer.codebook_size
     codebook = getattr(quantizer, "codebook", None)
     if isinstance(codebook, torch.Tensor) and codebook.dim() == 3:
         return int(codebook.shape[1])
@@ -378,11 +380,11 @@ def _load_split(architecture: str, args) -> Any:
     if architecture == "cifar10":
         source = args.dataset_name or data.cifar10.EMBEDDED
         # decode=False: the collator decodes each image once; no cached decoding pass over the split
-        return data.load_cifar10(source, splits=[args.split], decode=False)[args.split]
+        return data.load_cifar10(source, splits=[args.split], decode=False, cache_dir=args.cache_dir)[args.split]
     if architecture == "handwriting":
         if not args.dataset_name:
             raise SystemExit("vq-hf units: --dataset_name (the ScribbleLens corpus zip) is required for handwriting")
-        kwargs = {"splits": [args.split]}
+        kwargs = {"splits": [args.split], "cache_dir": args.cache_dir}
         if args.alignments:
             kwargs["alignments"] = args.alignments
         return data.load_scribblelens(args.dataset_name, **kwargs)[args.split]
@@ -394,17 +396,28 @@ def _load_split(architecture: str, args) -> Any:
 def _load_speech_split(args) -> Any:
     """A split of a Kaldi data root (one folder per split, or one Kaldi folder) with the model's phone set.
 
-    ``load_wsj`` fits the CMVN statistics on its training split, so the root should hold the ``train`` folder
-    the model was trained on; the fitted statistics are compared with the model's ``preprocessor_config.json``.
+    With the model's fitted ``preprocessor_config.json`` and ``phones.txt`` (every training run writes both)
+    only the requested split is read, normalised with the model's CMVN statistics. Otherwise ``load_wsj`` fits
+    them on the root's ``train`` folder, compared with the model's statistics when it has any.
     """
     from vq_hf.data import load_wsj
     from vq_hf.data.wsj import _is_kaldi_dir, read_phones
+    from vq_hf.models.vqvae_speech.feature_extraction_vqvae_speech import VQVAEFeatureExtractor
 
     if not args.dataset_name:
         raise SystemExit("vq-hf units: --dataset_name (a Kaldi data root: one folder per split) is required for speech")
     root = Path(args.dataset_name)
     if not root.is_dir():
         raise SystemExit(f"vq-hf units: --dataset_name {root}: not a directory")
+    options = {"allow_commands": args.allow_scp_commands,
+               "cache_dir": None if args.cache_dir is None else Path(args.cache_dir) / "vq_hf_wsj"}
+    phones_file, model_fe = Path(args.model) / "phones.txt", Path(args.model) / "preprocessor_config.json"
+    fe = VQVAEFeatureExtractor.from_pretrained(args.model) if model_fe.is_file() else None
+    if fe is not None and fe.has_cmvn and phones_file.is_file():
+        dirs = {args.split: root} if _is_kaldi_dir(root) else root
+        dsd = load_wsj(dirs, splits=[args.split], fit_cmvn=False, feature_extractor=fe,
+                       phones=read_phones(phones_file), **options)
+        return dsd[args.split]
     if _is_kaldi_dir(root):
         dirs, train_split = {args.split: root}, args.split
     else:
@@ -417,10 +430,8 @@ def _load_speech_split(args) -> Any:
             f"vq-hf units: warning: no 'train' folder under {root}; CMVN statistics are fitted on {train_split!r}",
             file=sys.stderr,
         )
-    phones_file = Path(args.model) / "phones.txt"
     kwargs = {"phones": read_phones(phones_file)} if phones_file.is_file() else {}
-    dsd, info = load_wsj(dirs, train_split=train_split, return_info=True, **kwargs)
-    model_fe = Path(args.model) / "preprocessor_config.json"
+    dsd, info = load_wsj(dirs, train_split=train_split, return_info=True, **kwargs, **options)
     if model_fe.is_file():
         saved = json.loads(model_fe.read_text())
         a, b = saved.get("cmvn_mean"), info.feature_extractor.to_dict().get("cmvn_mean")
@@ -557,7 +568,8 @@ def build_parser() -> argparse.ArgumentParser:
         "of the model's corpus, and save them as a datasets.Dataset (save_to_disk). Columns: id, codes, shape, "
         "length (+ durations with --dedup); OUT/units_report.json lists skipped inputs.",
     )
-    p.add_argument("--model", required=True, help="folder written by save_pretrained (config.json + weights)")
+    p.add_argument("--model", required=True,
+                   help="folder written by save_pretrained (config.json + weights), or a hub model id")
     p.add_argument(
         "--inputs", nargs="+", default=None, metavar="PATH",
         help="files, folders (searched recursively) or glob patterns: audio (anything soundfile reads; resampled "
@@ -569,10 +581,17 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="with --column: any datasets dataset (Hub id, local folder, save_to_disk folder). Without --column: "
         "the model's own corpus — cifar10: hub id / parquet folder (default: the embedded sample); handwriting: "
-        "corpus zip; speech: Kaldi data root with one folder per split (train included: CMVN is fitted on it)",
+        "corpus zip; speech: Kaldi data root with one folder per split, or one Kaldi folder (a train folder is "
+        "needed only when the model folder lacks a fitted preprocessor_config.json and phones.txt)",
     )
     p.add_argument("--column", default=None, help="the column of --dataset_name holding audio, file paths or images")
     p.add_argument("--alignments", default=None, help="handwriting corpus: optional alignment zip")
+    p.add_argument("--cache_dir", default=None,
+                   help="root for feature caches (default: the datasets cache, $HF_DATASETS_CACHE); nothing is "
+                        "written into the model folder")
+    p.add_argument("--allow_scp_commands", action="store_true",
+                   help="speech: run piped wav.scp / feats.scp entries (`sph2pipe ... |`) as shell commands; "
+                        "only for a corpus you trust (refused otherwise)")
     p.add_argument("--split", default=None, help="dataset split (default: test for the model's corpus; the only "
                    "split of a --column dataset)")
     p.add_argument("--output", required=True, help="output folder for save_to_disk (must be empty or absent)")
@@ -592,6 +611,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def cli(argv: list[str] | None = None, *, hub_api=None) -> int:
     args = build_parser().parse_args(argv)
+    from vq_hf.hub import HubRepoError, local_model_folder
+
+    try:
+        args.model = str(local_model_folder(args.model))
+    except HubRepoError as e:
+        raise SystemExit(f"vq-hf units: --model: {e}") from None
     out = Path(args.output)
     try:
         if args.inputs and args.dataset_name:
@@ -611,7 +636,11 @@ def cli(argv: list[str] | None = None, *, hub_api=None) -> int:
                                   skip_bad_inputs=args.skip_bad_inputs, **common)
         else:
             args.split = args.split or "test"
-            units = extract_units(model, _load_split(architecture, args), processor, **common)
+            try:
+                dataset = _load_split(architecture, args)
+            except (ValueError, FileNotFoundError, ConnectionError) as e:  # bad data: one line, no traceback
+                raise SystemExit(f"vq-hf units: data: {_one_line(_root_cause(e))}") from None
+            units = extract_units(model, dataset, processor, **common)
         summary = json.loads(units.info.description)
         report = {"num_units_rows": len(units), "skipped": summary["skipped"]}
         _write_atomically(units, out, report, args.overwrite)

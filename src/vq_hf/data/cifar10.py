@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import io
 import os
-import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
+
+from ..hub import HUB_ID
 
 CIFAR10_CLASSES = (
     "airplane",
@@ -35,7 +36,6 @@ IMAGE_SHAPE = (3, 32, 32)
 _SPLIT_PREFIXES = {
     "train": "train", "test": "test", "validation": "validation", "valid": "validation", "dev": "validation"
 }
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 __all__ = ["CIFAR10_CLASSES", "EMBEDDED", "embedded_sample_dir", "load_cifar10", "decode_cifar10_image"]
 
@@ -103,7 +103,7 @@ def _resolve_source(source) -> tuple[str, object]:
         return "files", _data_files_from_folder(path)
     if path.is_file():
         return _resolve_source([path])
-    if isinstance(source, str) and _HUB_ID.match(source):
+    if isinstance(source, str) and HUB_ID.match(source):
         return "hub", source
     raise FileNotFoundError(
         f"load_cifar10: {str(source)!r} is neither an existing folder/parquet file nor a hub id like 'uoft-cs/cifar10'"
@@ -181,6 +181,9 @@ def load_cifar10(
 
     kind, resolved = _resolve_source(source)
     if kind == "hub":
+        from ..hub import check_hub_repo
+
+        check_hub_repo(resolved, "dataset")  # a typo or an unreachable hub fails now, not after retries
         try:
             dsd = datasets.load_dataset(resolved, cache_dir=None if cache_dir is None else str(cache_dir))
         except Exception as err:  # noqa: BLE001 - turned into an actionable message

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ..models.line_processing_vqvae import VQVAELineImageProcessor
+from ..models.vqvae_line.image_processing_vqvae_line import VQVAELineImageProcessor
 
 __all__ = ["Cifar10Collator", "LineImageCollator", "IGNORE_INDEX"]
 

@@ -13,7 +13,7 @@ Corpus layout (OpenSLR 84, ``scribblelens.corpus.v1.2.zip``; the stand-in genera
 
 Loading runs in two cached stages: ``Dataset.from_generator`` copies each listed line's raw bytes out of the
 zip(s) (keyed by the zips' size and modification time), then ``Dataset.map`` decodes, converts to grayscale,
-resizes to ``target_height`` with :class:`~vq_hf.models.line_processing_vqvae.VQVAELineImageProcessor` and
+resizes to ``target_height`` with :class:`~vq_hf.models.vqvae_line.image_processing_vqvae_line.VQVAELineImageProcessor` and
 resamples the alignment to the resized width. Every line that cannot be used is counted by reason, logged,
 returned in the report and removed — or, with ``on_error="raise"``, stops the load with the same message.
 """
@@ -35,6 +35,9 @@ logger = logging.getLogger(__name__)
 
 CORPUS_ROOT = "scribblelens.corpus.v1"
 DEFAULT_ALIGNMENTS = "scribblelens.paths.1.4b.zip"
+# Written by `vq-hf make-handwriting-corpus` into its zips (the real corpus has no such file): results.json and
+# the model card then say "stand-in" instead of "ScribbleLens".
+STANDIN_MARKER = f"{CORPUS_ROOT}/vq_hf_stand_in.json"
 BLANK = "*"
 SPACE = "_"
 LINE_PATH = re.compile(
@@ -45,6 +48,8 @@ LINE_PATH = re.compile(
 __all__ = [
     "CORPUS_ROOT",
     "DEFAULT_ALIGNMENTS",
+    "STANDIN_MARKER",
+    "read_stand_in_marker",
     "AlignmentFile",
     "LoadReport",
     "load_scribblelens",
@@ -69,6 +74,26 @@ class AlignmentFile:
     symbols: tuple[str, ...]
     scores: tuple[float, ...]
     target: str | None
+
+
+def read_stand_in_marker(corpus: str | os.PathLike) -> dict | None:
+    """The generator's record in a stand-in corpus zip (``lines``, ``seed``, ...); None for ScribbleLens itself."""
+    import json
+
+    try:
+        with zipfile.ZipFile(corpus) as archive:
+            if STANDIN_MARKER not in archive.namelist():
+                return None
+            raw = archive.read(STANDIN_MARKER)
+    except (OSError, zipfile.BadZipFile):
+        return None  # load_scribblelens reports a missing or broken zip with its own message
+    try:
+        marker = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ScribbleLensFormatError(f"{corpus}!{STANDIN_MARKER}: not valid JSON ({err})") from None
+    if not isinstance(marker, dict):
+        raise ScribbleLensFormatError(f"{corpus}!{STANDIN_MARKER}: expected a JSON object")
+    return marker
 
 
 def parse_ali(text: str, source: str = "<ali>") -> AlignmentFile:
@@ -318,7 +343,7 @@ def _raw_rows(corpus_path, corpus_key, alignments, alignments_key, split, dat, r
 def _process_row(row, processor_config, symbol_ids):
     from PIL import Image
 
-    from ..models.line_processing_vqvae import VQVAELineImageProcessor
+    from ..models.vqvae_line.image_processing_vqvae_line import VQVAELineImageProcessor
 
     processor = VQVAELineImageProcessor(**processor_config)
     out = {
@@ -530,7 +555,7 @@ def load_scribblelens(
             "detail": datasets.Value("string"),
         }
     )
-    from ..models.line_processing_vqvae import VQVAELineImageProcessor
+    from ..models.vqvae_line.image_processing_vqvae_line import VQVAELineImageProcessor
 
     processor_config = VQVAELineImageProcessor(target_height=target_height)._config()
     report = LoadReport()

@@ -9,8 +9,7 @@ dev_loader = DataLoader(ds["dev"], batch_size=32, collate_fn=SpeechCollator(chun
 ```
 
 Inputs per split (a Kaldi data directory):
-- ``wav.scp`` (plain paths or piped commands such as ``sph2pipe -f wav … |``, read with kaldiio), optional
-  ``segments``; or ``feats.scp`` (kaldiio) with 243 columns (fbank + energy + Δ + ΔΔ, used as they are) or 81
+- ``wav.scp`` (plain paths, read with kaldiio), optional ``segments``; or ``feats.scp`` (kaldiio) with 243 columns (fbank + energy + Δ + ΔΔ, used as they are) or 81
   (deltas are added). ``features="auto"`` uses ``wav.scp`` when present, else ``feats.scp`` (Kaldi recipes
   leave MFCC ``feats.scp`` files beside ``wav.scp``).
 - optional ``text`` and ``utt2spk`` (speaker = utterance id when absent, Kaldi's convention);
@@ -19,10 +18,17 @@ Inputs per split (a Kaldi data directory):
   reference's ``text_ali`` (``utt ph start end ; ph start end ; …``, frames, end exclusive). Without an
   explicit path, ``<dir>/text_ali`` then ``<dir>/phones.ctm`` are used.
 
+Kaldi's piped entries (``sph2pipe -f wav X.wv1 |``: any ``wav.scp`` / ``feats.scp`` value containing ``|``) are
+shell commands that kaldiio runs. A downloaded data folder could run anything that way, so they are refused
+(an error naming the file and line) unless ``allow_commands=True`` (CLI: ``--allow_scp_commands``, recipe:
+``data.allow_scp_commands``) says the corpus is trusted; then the first command is printed before any runs.
+
 Phones lose Kaldi's word-position suffix (``_B/_I/_E/_S``) and stress digits. The vocabulary, built from the
 training split, is ``<eps>`` = 0 (the CTC blank, never a target), ``<unk>`` = 1, then the sorted training
 phones; it is the ``ClassLabel`` of the ``labels`` column and is saved as ``phones.txt``. Features are
-``VQVAEFeatureExtractor`` fbanks with global CMVN statistics fitted on the training split.
+``VQVAEFeatureExtractor`` fbanks with global CMVN statistics fitted on the training split. Evaluating a trained
+model needs no training split: ``fit_cmvn=False`` with the model's fitted extractor and ``phones`` loads just
+the requested ``splits``.
 
 Columns: ``id``, ``speaker``, ``text``, ``input_features`` (Array2D (T, 243) float32, CMVN applied),
 ``num_frames``, ``labels`` (phone ids of the whole utterance, consecutive repeats merged — as in the
@@ -61,7 +67,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..models.feature_extraction_vqvae import VQVAEFeatureExtractor
+from ..models.vqvae_speech.feature_extraction_vqvae_speech import VQVAEFeatureExtractor
 
 logger = logging.getLogger(__name__)
 
@@ -247,13 +253,38 @@ class KaldiDir:
     segments: dict[str, tuple[str, float, float]] | None
     text: dict[str, str]
     utt2spk: dict[str, str]
+    commands: list[tuple[int, str]] = dataclasses.field(default_factory=list)  # (line, entry) run by a shell
 
     @property
     def utterances(self) -> list[str]:
         return sorted(self.segments) if self.segments is not None else sorted(self.rxfiles)
 
 
-def read_kaldi_dir(path: str | Path, features: str = "auto") -> KaldiDir:
+def is_command(rxfile: str) -> bool:
+    """Whether kaldiio would hand ``rxfile`` to a shell: ``cmd |`` and ``| cmd`` run commands, also with an
+    ``:offset`` after the pipe; no real file name holds a ``|``, so any is taken as one."""
+    return "|" in rxfile
+
+
+def scp_commands(path: Path, allow_commands: bool = False) -> list[tuple[int, str]]:
+    """(line number, entry) of the ``scp`` lines that are shell commands; refused unless ``allow_commands``."""
+    found = []
+    for number, line in _lines(path):
+        fields = line.split(maxsplit=1)
+        if len(fields) == 2 and is_command(fields[1]):
+            found.append((number, fields[1]))
+    if found and not allow_commands:
+        number, entry = found[0]
+        raise KaldiDataError(
+            f"{path} line {number}: {entry[:120]!r} is a shell command ({len(found)} such line(s)); refusing to "
+            "run commands from a data file. For a trusted corpus (e.g. WSJ's sph2pipe pipes) pass "
+            "allow_commands=True (command line: --allow_scp_commands; recipe: data.allow_scp_commands=true)"
+        )
+    return found
+
+
+def read_kaldi_dir(path: str | Path, features: str = "auto", allow_commands: bool = False) -> KaldiDir:
+    """Parse a Kaldi data directory; piped ``scp`` entries raise :class:`KaldiDataError` unless ``allow_commands``."""
     path = Path(path)
     if not path.is_dir():
         raise KaldiDataError(f"Kaldi data directory {path} does not exist")
@@ -266,10 +297,12 @@ def read_kaldi_dir(path: str | Path, features: str = "auto") -> KaldiDir:
         if not feats_scp.is_file():
             raise KaldiDataError(f"{feats_scp} does not exist (features='feats')")
         rxfiles, segments, source = read_table(feats_scp), None, "feats"
+        commands = scp_commands(feats_scp, allow_commands)
     else:
         if not wav_scp.is_file():
             raise KaldiDataError(f"{path} has neither wav.scp nor feats.scp")
         rxfiles, source = read_table(wav_scp), "wav"
+        commands = scp_commands(wav_scp, allow_commands)
         segments = read_segments(path / "segments") if (path / "segments").is_file() else None
         if segments is not None:
             missing = sorted({reco for reco, _, _ in segments.values()} - set(rxfiles))
@@ -277,7 +310,7 @@ def read_kaldi_dir(path: str | Path, features: str = "auto") -> KaldiDir:
                 raise KaldiDataError(f"{path / 'segments'} refers to {len(missing)} recordings absent from wav.scp, e.g. {missing[:3]}")
     text = read_table(path / "text", min_fields=1) if (path / "text").is_file() else {}
     utt2spk = read_table(path / "utt2spk", 2, 2) if (path / "utt2spk").is_file() else {}
-    return KaldiDir(path, source, rxfiles, segments, text, utt2spk)
+    return KaldiDir(path, source, rxfiles, segments, text, utt2spk, commands)
 
 
 class _AudioReader:
@@ -425,7 +458,7 @@ def _generate(shards: list[dict]) -> Iterator[dict]:
         extractor = VQVAEFeatureExtractor.from_dict(dict(shard["extractor"]))
         index = {p: i for i, p in enumerate(shard["phones"])}
         report = shard["report"]
-        kaldi_dir = read_kaldi_dir(shard["dir"], shard["options"]["features"])
+        kaldi_dir = read_kaldi_dir(shard["dir"], shard["options"]["features"], shard["allow_commands"])
         for record in _split_records(shard["split"], kaldi_dir, shard["alignment"], extractor, shard["options"], report):
             ids = [index.get(phone, 1) for phone, _, _ in record["segments"]]  # 1 = <unk>, counted in _build
             yield {
@@ -504,6 +537,9 @@ def load_wsj(
     *,
     feature_extractor: VQVAEFeatureExtractor | None = None,
     train_split: str | None = None,
+    splits: list[str] | tuple[str, ...] | None = None,
+    fit_cmvn: bool = True,
+    allow_commands: bool = False,
     features: str = "auto",
     alignment_format: str = "auto",
     phone_table: str | os.PathLike | None = None,
@@ -525,10 +561,17 @@ def load_wsj(
             ``vq-hf make-speech-corpus``).
         alignments: one CTM/text_ali path (for a single directory) or ``{split: path}``; splits without one
             use ``<dir>/text_ali`` or ``<dir>/phones.ctm``.
-        feature_extractor: settings for the fbanks (its CMVN statistics are refitted on ``train_split``);
-            default ``VQVAEFeatureExtractor()``.
+        feature_extractor: settings for the fbanks (its CMVN statistics are refitted on ``train_split`` unless
+            ``fit_cmvn=False``); default ``VQVAEFeatureExtractor()``.
         train_split: the split whose phones make the vocabulary and whose frames give the CMVN statistics;
             default ``"train"``, else the only split whose name starts with ``train`` (e.g. ``train_si284``).
+            Not needed (and not loaded unless listed in ``splits``) with ``fit_cmvn=False`` and ``phones``.
+        splits: load only these of the splits found (e.g. ``["test"]``; plus ``train_split`` when CMVN is
+            fitted); default all.
+        fit_cmvn: ``False`` keeps ``feature_extractor``'s fitted CMVN statistics (a trained model's
+            ``preprocessor_config.json``), so evaluation needs no training split; requires ``phones``.
+        allow_commands: run piped ``wav.scp`` / ``feats.scp`` entries (``sph2pipe … |``) as shell commands;
+            without it they are refused. Only for corpora you trust: the entries run as you.
         features: ``"auto"`` (wav.scp if present, else feats.scp), ``"wav"`` or ``"feats"``.
         alignment_format: ``"auto"``, ``"ctm"`` or ``"text_ali"``.
         phone_table: Kaldi ``lang/phones.txt`` for alignments with integer phone ids (raw ``ali-to-phones``).
@@ -547,16 +590,35 @@ def load_wsj(
     dirs = _resolve_dirs(data_dirs)
     if not dirs:
         raise ValueError("data_dirs is empty")
-    if train_split is None:
-        candidates = ["train"] if "train" in dirs else [s for s in sorted(dirs) if s.startswith("train")]
-        if len(candidates) != 1:
-            raise ValueError(f"cannot tell which of the splits {sorted(dirs)} is the training split; pass train_split=")
-        train_split = candidates[0]
-    if train_split not in dirs:
-        raise ValueError(f"train_split={train_split!r} is not among the splits {sorted(dirs)}")
+    extractor = feature_extractor or VQVAEFeatureExtractor()
+    if not fit_cmvn:
+        if not extractor.has_cmvn:
+            raise ValueError("fit_cmvn=False needs a feature_extractor with fitted CMVN statistics "
+                             "(e.g. VQVAEFeatureExtractor.from_pretrained(model_folder))")
+        if phones is None:
+            raise ValueError("fit_cmvn=False needs the phone vocabulary: pass phones= (e.g. the model's phones.txt)")
+    if splits is not None:
+        splits = [splits] if isinstance(splits, str) else list(splits)
+        missing = [s for s in splits if s not in dirs]
+        if missing:
+            raise KaldiDataError(f"split(s) {missing} not found; Kaldi folders: {sorted(dirs)}")
+    if not fit_cmvn:
+        train_split = train_split if train_split in dirs and (splits is None or train_split in splits) else None
+    else:
+        if train_split is None:
+            candidates = ["train"] if "train" in dirs else [s for s in sorted(dirs) if s.startswith("train")]
+            if len(candidates) != 1:
+                raise ValueError(f"cannot tell which of the splits {sorted(dirs)} is the training split; pass train_split=")
+            train_split = candidates[0]
+        if train_split not in dirs:
+            raise ValueError(f"train_split={train_split!r} is not among the splits {sorted(dirs)}")
+    all_splits = set(dirs)
+    if splits is not None:  # the training split stays when it is needed for the CMVN statistics
+        dirs = {s: d for s, d in dirs.items() if s in splits or (fit_cmvn and s == train_split)}
     if alignments is not None and not isinstance(alignments, Mapping) and len(dirs) > 1:
         raise ValueError("with several splits, pass alignments as {split: path}")
-    ali_paths = {split: Path(p) for split, p in _as_split_map(alignments).items()}
+    ali_paths = {split: Path(p) for split, p in _as_split_map(alignments).items()
+                 if splits is None or split in dirs or split not in all_splits}
     unknown_splits = sorted(set(ali_paths) - set(dirs))
     if unknown_splits:
         raise ValueError(f"alignments given for splits {unknown_splits} that are not in data_dirs {sorted(dirs)}")
@@ -582,7 +644,6 @@ def load_wsj(
                     f"{directory / 'phones.ctm'} exists"
                 )
 
-    extractor = feature_extractor or VQVAEFeatureExtractor()
     if extractor.feature_size != 243:
         raise ValueError(f"load_wsj stores 243-dim features; the extractor has feature_size={extractor.feature_size}")
     base_config = extractor.to_dict()
@@ -603,6 +664,8 @@ def load_wsj(
         "extractor": base_config,
         "options": options,
         "train_split": train_split,
+        # given statistics are an input of the features like any other setting
+        "cmvn": None if fit_cmvn else [extractor.cmvn_mean, extractor.cmvn_std, extractor.cmvn_frames],
         "alignment_format": alignment_format,
         "phone_table": _stat_key(Path(phone_table)) if phone_table is not None else None,
         "phones": phones,
@@ -630,7 +693,7 @@ def load_wsj(
         if not done_marker.is_file():
             _build(
                 folder, dirs, ali_paths, (alignment_format, phone_table), frame_shift, extractor, base_config, options,
-                train_split, phones,
+                train_split, phones, fit_cmvn, allow_commands,
             )
             done_marker.write_text(json.dumps(key_material, indent=1, default=str) + "\n")
 
@@ -649,16 +712,24 @@ def load_wsj(
     return dataset
 
 
-def _build(folder, dirs, ali_paths, ali_spec, frame_shift, extractor, base_config, options, train_split, phones):
+def _build(folder, dirs, ali_paths, ali_spec, frame_shift, extractor, base_config, options, train_split, phones,
+           fit_cmvn=True, allow_commands=False):
+    import sys
+
     import datasets
 
-    kaldi_dirs = {split: read_kaldi_dir(d, options["features"]) for split, d in dirs.items()}
+    kaldi_dirs = {split: read_kaldi_dir(d, options["features"], allow_commands) for split, d in dirs.items()}
+    commands = [(kd, n, c) for kd in kaldi_dirs.values() for n, c in kd.commands]
+    if commands:  # allowed (read_kaldi_dir refuses otherwise): say what will run before it does
+        kd, number, command = commands[0]
+        print(f"load_wsj: running {len(commands)} shell command(s) from {kd.path / (kd.source + '.scp')} "
+              f"(allow_commands=True); first, line {number}: {command}", file=sys.stderr, flush=True)
     ali = {split: read_alignments(p, ali_spec[0], frame_shift, ali_spec[1]) for split, p in ali_paths.items()}
 
     # Vocabulary from the training alignments (only utterances of the training directory count).
-    train_utts = set(kaldi_dirs[train_split].utterances)
-    train_phones = sorted({ph for utt, segs in ali[train_split].items() if utt in train_utts for ph, _, _ in segs})
     if phones is None:
+        train_utts = set(kaldi_dirs[train_split].utterances)
+        train_phones = sorted({ph for utt, segs in ali[train_split].items() if utt in train_utts for ph, _, _ in segs})
         if not train_phones:
             raise KaldiDataError(f"split {train_split!r}: no alignment in {ali_paths[train_split]} matches an utterance of {dirs[train_split]}")
         phones = [BLANK, UNK] + train_phones
@@ -694,11 +765,16 @@ def _build(folder, dirs, ali_paths, ali_spec, frame_shift, extractor, base_confi
     folder.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix="build_", dir=folder))
     try:
-        # Pass 1: CMVN statistics over the un-normalised training features.
-        fitting = VQVAEFeatureExtractor.from_dict(dict(base_config))
-        train_report = {k: (list(v) if isinstance(v, list) else v) for k, v in report[train_split].items()}
-        records = _split_records(train_split, kaldi_dirs[train_split], ali[train_split], fitting, options, train_report)
-        fitting.fit_cmvn(r["input_features"] for r in records)
+        if fit_cmvn:  # Pass 1: CMVN statistics over the un-normalised training features.
+            fitting = VQVAEFeatureExtractor.from_dict(dict(base_config))
+            train_report = {k: (list(v) if isinstance(v, list) else v) for k, v in report[train_split].items()}
+            records = _split_records(train_split, kaldi_dirs[train_split], ali[train_split], fitting, options,
+                                     train_report)
+            fitting.fit_cmvn(r["input_features"] for r in records)
+        else:
+            given = extractor.to_dict()
+            given.pop("feature_extractor_type", None)
+            fitting = VQVAEFeatureExtractor.from_dict(given)
         fitted_config = fitting.to_dict()
         fitted_config.pop("feature_extractor_type", None)
 
@@ -714,6 +790,7 @@ def _build(folder, dirs, ali_paths, ali_spec, frame_shift, extractor, base_confi
                 "options": options,
                 "alignment": ali[split],
                 "report": report[split],
+                "allow_commands": allow_commands,
             }
             # The generator runs in this process (num_proc unset), so `report` is filled in place.
             split_ds, empty_error = None, None
@@ -774,6 +851,7 @@ __all__ = [
     "read_ctm",
     "read_text_ali",
     "read_kaldi_dir",
+    "scp_commands",
     "save_phones",
     "read_phones",
 ]

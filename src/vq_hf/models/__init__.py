@@ -1,17 +1,23 @@
-"""The VQ-VAE model family as transformers classes; importing this package registers the Auto classes.
+"""The VQ-VAE model families as transformers classes; importing this package registers the Auto classes.
+
+One config/model pair per family, each with its own model type (transformers' folder layout):
+
+==================  ===================  ========================================  ==================================
+model type          config               models                                    processor
+==================  ===================  ========================================  ==================================
+``vqvae_image``     VQVAEImageConfig     VQVAEImageModel                           VQVAEImageProcessor
+``vqvae_line``      VQVAELineConfig      VQVAELineModel (PixelCNN decoder)         VQVAELineImageProcessor
+``vqvae_speech``    VQVAESpeechConfig    VQVAESpeechModel, VQVAESpeechForCTC       VQVAEFeatureExtractor
+==================  ===================  ========================================  ==================================
 
 After `import vq_hf`, `AutoConfig`, `AutoModel`, `AutoModelForCTC`, `AutoImageProcessor` and `AutoFeatureExtractor`
-load saved folders without `trust_remote_code`. Where vq_hf is not installed, save with
-`model.save_pretrained(folder, export_remote_code=True)`: the folder then carries a flattened copy of the code
-(transformers' remote code may only import sibling files) and an `auto_map`, and loads with
-`trust_remote_code=True`. `register_for_auto_class` is not used: it copies only the class's own file and its
-same-folder imports, and the models import the quantizer from the sibling package `vq_hf.quantization`.
+load saved folders without `trust_remote_code`, and so do the names users know: `VQVAEConfig`, `VQVAEModel`
+and `VQVAEForCTC` construct or load the family's class (see :mod:`.configuration_vqvae`, :mod:`.modeling_vqvae`).
+Folders saved by vq-hf 0.1.0 (one flat config, model type ``vq_hf_vqvae``) are converted on load.
 
-Two image processors share the model type: `VQVAEImageProcessor` (CIFAR-10) and `VQVAELineImageProcessor`
-(handwriting lines). `AutoImageProcessor` picks a class by the `image_processor_type` written in
-`preprocessor_config.json`, searching the registered classes; a registration keyed by config class holds one
-class per backend, so the line processor is registered under its own key class (`_LineImageProcessorKey`) that no
-config ever instantiates. A folder without a `preprocessor_config.json` type falls back to the CIFAR processor.
+`model.save_pretrained(folder, export_remote_code=True)` writes the family's configuration and modeling files with an
+`auto_map` (`register_for_auto_class`); the folder then loads with `trust_remote_code=True` without importing
+vq_hf first (the files import the installed package).
 
 transformers 5.17 without torchvision: `from transformers import AutoImageProcessor` is a dummy there; use
 `transformers.models.auto.image_processing_auto.AutoImageProcessor` (or the processor class itself).
@@ -24,9 +30,6 @@ from transformers import AutoConfig, AutoFeatureExtractor, AutoModel, AutoModelF
 from transformers.models.auto.image_processing_auto import AutoImageProcessor
 
 from .configuration_vqvae import VQVAEConfig
-from .feature_extraction_vqvae import VQVAEFeatureExtractor
-from .image_processing_vqvae import VQVAEImageProcessor
-from .line_processing_vqvae import VQVAELineImageProcessor
 from .modeling_vqvae import (
     VQVAECTCOutput,
     VQVAEDecoderOutput,
@@ -35,24 +38,24 @@ from .modeling_vqvae import (
     VQVAEModel,
     VQVAEOutput,
     VQVAEPreTrainedModel,
-    ctc_greedy_decode,
-    export_remote_code_files,
 )
-
-
-class _LineImageProcessorKey(VQVAEConfig):
-    """Registry key for `VQVAELineImageProcessor` (see the module docstring); never instantiated."""
+from .vqvae_image import VQVAEImageConfig, VQVAEImageModel, VQVAEImageProcessor
+from .vqvae_line import VQVAELineConfig, VQVAELineImageProcessor, VQVAELineModel
+from .vqvae_speech import VQVAEFeatureExtractor, VQVAESpeechConfig, VQVAESpeechForCTC, VQVAESpeechModel
 
 
 def _register() -> None:
+    # 0.1.0 folders: their config converts to a family config, which the registrations below then map
     AutoConfig.register(VQVAEConfig.model_type, VQVAEConfig, exist_ok=True)
-    AutoModel.register(VQVAEConfig, VQVAEModel, exist_ok=True)
-    AutoModelForCTC.register(VQVAEConfig, VQVAEForCTC, exist_ok=True)
-    AutoImageProcessor.register(VQVAEConfig, image_processor_classes={"pil": VQVAEImageProcessor}, exist_ok=True)
-    AutoImageProcessor.register(
-        _LineImageProcessorKey, image_processor_classes={"pil": VQVAELineImageProcessor}, exist_ok=True
-    )
-    AutoFeatureExtractor.register(VQVAEConfig, VQVAEFeatureExtractor, exist_ok=True)
+    for config, model in ((VQVAEImageConfig, VQVAEImageModel), (VQVAELineConfig, VQVAELineModel),
+                          (VQVAESpeechConfig, VQVAESpeechModel)):
+        AutoConfig.register(config.model_type, config, exist_ok=True)
+        AutoModel.register(config, model, exist_ok=True)
+    AutoModelForCTC.register(VQVAESpeechConfig, VQVAESpeechForCTC, exist_ok=True)
+    AutoImageProcessor.register(VQVAEImageConfig, image_processor_classes={"pil": VQVAEImageProcessor}, exist_ok=True)
+    AutoImageProcessor.register(VQVAELineConfig, image_processor_classes={"pil": VQVAELineImageProcessor},
+                                exist_ok=True)
+    AutoFeatureExtractor.register(VQVAESpeechConfig, VQVAEFeatureExtractor, exist_ok=True)
 
 
 _register()
@@ -66,9 +69,14 @@ __all__ = [
     "VQVAECTCOutput",
     "VQVAEEncoderOutput",
     "VQVAEDecoderOutput",
+    "VQVAEImageConfig",
+    "VQVAEImageModel",
     "VQVAEImageProcessor",
+    "VQVAELineConfig",
+    "VQVAELineModel",
     "VQVAELineImageProcessor",
+    "VQVAESpeechConfig",
+    "VQVAESpeechModel",
+    "VQVAESpeechForCTC",
     "VQVAEFeatureExtractor",
-    "ctc_greedy_decode",
-    "export_remote_code_files",
 ]

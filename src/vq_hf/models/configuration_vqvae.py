@@ -1,314 +1,211 @@
-"""Configuration of the VQ-VAE model family (Łańcucki et al., 2020, Section IV; reference recipes in DistSup).
+"""`VQVAEConfig`: what the three family configs share, and the entry point users know.
 
-One flat config serves the three architectures of the paper:
+The families (Łańcucki et al., 2020, Section IV) each have their own config, model type and Auto classes:
 
-- ``"cifar10"``: convolutional encoder 32×32 → 8×8, several codebooks over channel groups, mirrored decoder
-  with an independent 256-way softmax per sub-pixel.
-- ``"handwriting"``: DeepSpeech2-style conv stack + BiLSTM over lines 32 px high (one latent every 4 columns),
-  one codebook, conditional column-gated PixelCNN over quantized gray levels.
-- ``"speech"``: conv front-end (time /3) + 4-layer BiLSTM over 243-dim fbanks, BN + linear to 64, VQ, 1×1 conv
-  to phones, CTC.
+- :class:`~vq_hf.models.vqvae_image.VQVAEImageConfig` (``"vqvae_image"``, the CIFAR-10 model),
+- :class:`~vq_hf.models.vqvae_line.VQVAELineConfig` (``"vqvae_line"``, handwriting lines, PixelCNN decoder),
+- :class:`~vq_hf.models.vqvae_speech.VQVAESpeechConfig` (``"vqvae_speech"``, speech encoder + CTC).
 
-Every option of :class:`vq_hf.quantization.VectorQuantizer` is a field here with the same name; the layer sizes
-default to the paper's recipe for the chosen ``architecture`` and can all be overridden (tests use tiny sizes).
+They all subclass `VQVAEConfig`, which holds the shared fields: ``latent_dim`` (the quantizer's input dimension,
+derived by the model), ``use_bottleneck`` and ``quantizer``, the :func:`vq_hf.quantization.build_quantizer`
+keyword arguments as one dict, stored as given and checked at construction by the quantizer's own validator.
+
+Calling ``VQVAEConfig(...)`` itself builds a family config: with ``model_type`` of a family, that family's config;
+otherwise the flat 0.1.0 form (``architecture="cifar10" | "handwriting" | "speech"`` and the quantizer options as
+top-level fields, model type ``"vq_hf_vqvae"``) is converted by :func:`config_from_flat`. The same path loads a
+0.1.0 ``config.json`` (``VQVAEConfig.from_pretrained``, ``AutoConfig``), so every saved folder keeps loading.
 """
 
 from __future__ import annotations
 
 import copy
+import importlib
 import math
+from typing import Any
 
 from transformers import PretrainedConfig
 
-from ..quantization.search import SEARCH_BACKENDS
+from ..quantization import VectorQuantizer, check_quantizer_options
 
-ARCHITECTURES = ("cifar10", "handwriting", "speech")
-QUANTIZER_TYPES = ("vanilla", "ema", "reestimating")
-REESTIMATION_UNITS = ("steps", "epochs")
+LEGACY_MODEL_TYPE = "vq_hf_vqvae"
+# the 0.1.0 `architecture` values (now each family's task name) → family config module and class
+FAMILY_CONFIGS = {
+    "cifar10": ("vqvae_image.configuration_vqvae_image", "VQVAEImageConfig"),
+    "handwriting": ("vqvae_line.configuration_vqvae_line", "VQVAELineConfig"),
+    "speech": ("vqvae_speech.configuration_vqvae_speech", "VQVAESpeechConfig"),
+}
+# quantizer options the model sets from its own layout, never taken from the config
+MODEL_SET_QUANTIZER_OPTIONS = ("channel_first",)
 CONV_ACTIVATIONS = ("relu", "leaky_relu", "hardtanh")
 
-# Per-architecture defaults (reference-implementation.md §4). `None` in the signature means "take it from here".
-_ARCH_DEFAULTS: dict[str, dict] = {
-    "cifar10": {
-        "num_channels": 3,
-        "image_size": 32,
-        "hidden_size": 256,
-        "num_residual_layers": 2,
-        "num_codebooks": 8,
-        "codebook_size": 128,
-        "latent_dim": None,  # 32 per codebook, set in __init__
-        "ema_decay": 0.999,
-    },
-    "handwriting": {
-        "num_channels": 1,
-        "image_size": 32,  # line height
-        "conv_channels": [64, 128, 256, 256, 512, 512, 512],
-        "conv_kernel_sizes": [[3, 3], [5, 5], [3, 3], [3, 3], [3, 3], [3, 3], [3, 2]],
-        "conv_strides": [[1, 2], [2, 2], [1, 1], [1, 2], [1, 1], [1, 2], [1, 1]],
-        "conv_activation": "leaky_relu",
-        "rnn_num_layers": 2,
-        "rnn_hidden_size": 32,
-        "rnn_projection_size": 32,
-        "rnn_bias": True,
-        "rnn_batch_norm": [False, True],
-        "rnn_residual": [False, True],
-        "rnn_subsample": [1, 2],
-        "num_codebooks": 1,
-        "codebook_size": 4096,
-        "latent_dim": 128,
-        "mixer_hidden_size": 64,
-        "pixelcnn_hidden_size": 64,
-        "pixelcnn_num_layers": 7,
-        "pixelcnn_kernel_size": 3,
-        "pixelcnn_input_kernel_size": 7,
-        "pixelcnn_out_layers": 2,
-        "num_gray_levels": 4,
-        "ema_decay": 0.999,
-    },
-    "speech": {
-        "input_feature_size": 243,
-        "num_channels": 3,  # static, Δ, ΔΔ
-        "conv_channels": [32, 32],
-        "conv_kernel_sizes": [[7, 7], [7, 7]],
-        "conv_strides": [[1, 2], [3, 1]],
-        "conv_activation": "hardtanh",
-        "rnn_num_layers": 4,
-        "rnn_hidden_size": 320,
-        "rnn_projection_size": 0,  # 0: forward and backward outputs are summed (DeepSpeech2)
-        "rnn_bias": False,
-        "rnn_batch_norm": [False, False, False, False],
-        "rnn_residual": [False, False, False, False],
-        "rnn_subsample": [1, 1, 1, 1],
-        "num_codebooks": 1,
-        "codebook_size": 2048,
-        "latent_dim": 64,
-        "vocab_size": 44,  # <eps> (blank, 0), <unk>, 42 phones of the WSJ recipe
-        "ema_decay": 0.999,
-    },
-}
+
+def family_config_class(architecture: str) -> type[VQVAEConfig]:
+    if architecture not in FAMILY_CONFIGS:
+        raise ValueError(
+            f"VQVAEConfig: architecture={architecture!r} is unknown; expected one of {tuple(FAMILY_CONFIGS)}"
+        )
+    module, name = FAMILY_CONFIGS[architecture]
+    return getattr(importlib.import_module(f"{__package__}.{module}"), name)
 
 
-class VQVAEConfig(PretrainedConfig):
-    r"""Configuration for :class:`VQVAEModel` / :class:`VQVAEForCTC`.
+class _DispatchingConfigType(type):
+    """`VQVAEConfig(...)` returns a family config (its subclasses construct normally)."""
+
+    def __call__(cls, *args, **kwargs):
+        if cls is not VQVAEConfig:
+            return super().__call__(*args, **kwargs)
+        if args:
+            raise TypeError("VQVAEConfig takes keyword arguments only")
+        model_type = kwargs.get("model_type")
+        for architecture in FAMILY_CONFIGS:
+            family = family_config_class(architecture)
+            if model_type == family.model_type:
+                return family(**{k: v for k, v in kwargs.items() if k != "model_type"})
+        return config_from_flat(**kwargs)
+
+
+class VQVAEConfig(PretrainedConfig, metaclass=_DispatchingConfigType):
+    r"""Base of the family configs; calling it builds the family config (see the module docstring).
 
     Args:
-        architecture (`str`, defaults to `"cifar10"`): `"cifar10"`, `"handwriting"` or `"speech"`; selects the
-            default of every field left at `None`.
+        latent_dim (`int`): dimension of the quantized vectors (all codebooks together); the model derives the
+            quantizer's input dimension from it.
         use_bottleneck (`bool`, defaults to `True`): `False` removes the quantizer (the paper's "no bottleneck"
             baseline); `encode`/`decode_codes` then raise.
-        latent_dim (`int`): dimension of the quantized vectors (all codebooks together). CIFAR default:
-            32 per codebook (8×128 → 256).
-        codebook_size, num_codebooks, quantizer_type, batch_norm, commitment_cost, codebook_lr_multiplier,
-        ema_decay, ema_epsilon, warmup_steps, reestimate_every, reestimate_steps, reservoir_size,
-        reestimation_unit, kmeans_restarts, kmeans_max_iters, kmeans_tol, seed, search_memory_mb,
-        batch_norm_shared, dead_code_window, running_usage_decay, check_finite, search_backend:
-            the options of `VectorQuantizer`, same names and meanings. `batch_norm` is applied by the quantizer
-            itself for CIFAR (shared across groups); for the sequence models it is a masked BatchNorm1d on the
-            encoder features *before* the linear projection into the quantizer (reference master).
-        num_channels (`int`): image channels (3 CIFAR, 1 handwriting) or feature streams (3 for speech:
-            static, Δ, ΔΔ).
-        image_size (`int`): CIFAR side length / handwriting line height.
-        hidden_size, num_residual_layers: CIFAR encoder/decoder width and residual blocks.
-        conv_channels, conv_kernel_sizes, conv_strides, conv_activation: DeepSpeech2 conv stack; kernel sizes and
-            strides are `[time, height]` pairs.
-        rnn_num_layers, rnn_hidden_size, rnn_projection_size, rnn_bias, rnn_batch_norm, rnn_residual,
-        rnn_subsample: the BiLSTM stack (per-layer lists for the last three).
-        mixer_hidden_size: handwriting latent mixer width (conditioning of the PixelCNN).
-        pixelcnn_*: handwriting column-gated PixelCNN sizes; `num_gray_levels` quantized gray levels (4).
-        input_feature_size (`int`): speech feature dimension (243 = 3 × (80 mel + energy)).
-        vocab_size (`int`): CTC classes including the blank (index `ctc_blank_id`, 0).
-        ctc_loss_reduction (`str`), ctc_zero_infinity (`bool`): passed to `torch.nn.functional.ctc_loss`.
+        quantizer (`dict`): keyword arguments of :func:`vq_hf.quantization.build_quantizer` (those of
+            :class:`vq_hf.quantization.VectorQuantizer`, without `dim` and `channel_first`, which the model
+            sets; plus an optional `family`). Stored unchanged; validated by the quantizer's own checks.
     """
 
-    model_type = "vq_hf_vqvae"
+    model_type = LEGACY_MODEL_TYPE
+    # Plain class attributes, not annotated: transformers turns a config's annotated attributes into dataclass fields
+    architecture = ""  # the task a family serves ("cifar10", "handwriting", "speech"); set per family
+    default_quantizer = {}  # the quantizer dict when none is given
 
-    def __init__(
-        self,
-        architecture: str = "cifar10",
-        use_bottleneck: bool = True,
-        latent_dim: int | None = None,
-        # --- VectorQuantizer options (same names) ---
-        codebook_size: int | None = None,
-        num_codebooks: int | None = None,
-        quantizer_type: str = "vanilla",
-        batch_norm: bool = False,
-        commitment_cost: float = 0.25,
-        codebook_lr_multiplier: float = 1.0,
-        ema_decay: float | None = None,
-        ema_epsilon: float = 1e-5,
-        warmup_steps: int = 0,
-        reestimate_every: int = 100,
-        reestimate_steps: int = 0,
-        reservoir_size: int = 20480,
-        reestimation_unit: str = "steps",
-        kmeans_restarts: int = 1,
-        kmeans_max_iters: int = 100,
-        kmeans_tol: float = 1e-4,
-        seed: int = 0,
-        search_memory_mb: float | None = None,
-        batch_norm_shared: bool = True,
-        dead_code_window: int = 100,
-        running_usage_decay: float = 0.99,
-        check_finite: bool = True,
-        search_backend: str = "auto",
-        # --- inputs ---
-        num_channels: int | None = None,
-        image_size: int | None = None,
-        input_feature_size: int | None = None,
-        # --- CIFAR conv encoder/decoder ---
-        hidden_size: int | None = None,
-        num_residual_layers: int | None = None,
-        # --- DeepSpeech2 encoder ---
-        conv_channels: list[int] | None = None,
-        conv_kernel_sizes: list[list[int]] | None = None,
-        conv_strides: list[list[int]] | None = None,
-        conv_activation: str | None = None,
-        rnn_num_layers: int | None = None,
-        rnn_hidden_size: int | None = None,
-        rnn_projection_size: int | None = None,
-        rnn_bias: bool | None = None,
-        rnn_batch_norm: list[bool] | None = None,
-        rnn_residual: list[bool] | None = None,
-        rnn_subsample: list[int] | None = None,
-        # --- handwriting decoder ---
-        mixer_hidden_size: int | None = None,
-        pixelcnn_hidden_size: int | None = None,
-        pixelcnn_num_layers: int | None = None,
-        pixelcnn_kernel_size: int | None = None,
-        pixelcnn_input_kernel_size: int | None = None,
-        pixelcnn_out_layers: int | None = None,
-        num_gray_levels: int | None = None,
-        # --- speech head ---
-        vocab_size: int | None = None,
-        ctc_blank_id: int = 0,
-        ctc_loss_reduction: str = "mean",
-        ctc_zero_infinity: bool = True,
-        **kwargs,
-    ):
-        if architecture not in ARCHITECTURES:
-            raise ValueError(f"VQVAEConfig: architecture={architecture!r} is unknown; expected one of {ARCHITECTURES}")
-        self.architecture = architecture
+    def __init__(self, latent_dim: int | None = None, use_bottleneck: bool = True,
+                 quantizer: dict[str, Any] | None = None, **kwargs):
+        given = kwargs.pop("architecture", None)
+        if given is not None and given != self.architecture:
+            raise ValueError(f"{type(self).__name__} is the {self.architecture!r} family, got architecture={given!r}")
+        misplaced = sorted(set(kwargs) & set(VectorQuantizer.option_names()))
+        if misplaced:
+            raise ValueError(f"{type(self).__name__}: {misplaced} are quantizer options; pass them in "
+                             f"quantizer={{...}} (or use VQVAEConfig(architecture=..., ...) for the flat 0.1.0 form)")
         self.use_bottleneck = bool(use_bottleneck)
-        self.quantizer_type = quantizer_type
-        self.batch_norm = bool(batch_norm)
-        self.commitment_cost = commitment_cost
-        self.codebook_lr_multiplier = codebook_lr_multiplier
-        self.ema_epsilon = ema_epsilon
-        self.warmup_steps = warmup_steps
-        self.reestimate_every = reestimate_every
-        self.reestimate_steps = reestimate_steps
-        self.reservoir_size = reservoir_size
-        self.reestimation_unit = reestimation_unit
-        self.kmeans_restarts = kmeans_restarts
-        self.kmeans_max_iters = kmeans_max_iters
-        self.kmeans_tol = kmeans_tol
-        self.seed = seed
-        self.search_memory_mb = search_memory_mb
-        self.batch_norm_shared = bool(batch_norm_shared)
-        self.dead_code_window = dead_code_window
-        self.running_usage_decay = running_usage_decay
-        self.check_finite = bool(check_finite)
-        if search_backend not in SEARCH_BACKENDS:
-            raise ValueError(f"VQVAEConfig: search_backend={search_backend!r}; expected one of {SEARCH_BACKENDS}")
-        self.search_backend = search_backend
-        self.ctc_blank_id = ctc_blank_id
-        self.ctc_loss_reduction = ctc_loss_reduction
-        self.ctc_zero_infinity = bool(ctc_zero_infinity)
-
-        given = {
-            "latent_dim": latent_dim,
-            "codebook_size": codebook_size,
-            "num_codebooks": num_codebooks,
-            "ema_decay": ema_decay,
-            "num_channels": num_channels,
-            "image_size": image_size,
-            "input_feature_size": input_feature_size,
-            "hidden_size": hidden_size,
-            "num_residual_layers": num_residual_layers,
-            "conv_channels": conv_channels,
-            "conv_kernel_sizes": conv_kernel_sizes,
-            "conv_strides": conv_strides,
-            "conv_activation": conv_activation,
-            "rnn_num_layers": rnn_num_layers,
-            "rnn_hidden_size": rnn_hidden_size,
-            "rnn_projection_size": rnn_projection_size,
-            "rnn_bias": rnn_bias,
-            "rnn_batch_norm": rnn_batch_norm,
-            "rnn_residual": rnn_residual,
-            "rnn_subsample": rnn_subsample,
-            "mixer_hidden_size": mixer_hidden_size,
-            "pixelcnn_hidden_size": pixelcnn_hidden_size,
-            "pixelcnn_num_layers": pixelcnn_num_layers,
-            "pixelcnn_kernel_size": pixelcnn_kernel_size,
-            "pixelcnn_input_kernel_size": pixelcnn_input_kernel_size,
-            "pixelcnn_out_layers": pixelcnn_out_layers,
-            "num_gray_levels": num_gray_levels,
-            "vocab_size": vocab_size,
-        }
-        defaults = _ARCH_DEFAULTS[architecture]
-        for name, value in given.items():
-            if value is None:
-                value = copy.deepcopy(defaults.get(name))
-            setattr(self, name, value)
-        if self.num_codebooks is None:
-            self.num_codebooks = 1
-        if self.ema_decay is None:
-            self.ema_decay = 0.99
-        if self.latent_dim is None and architecture == "cifar10":
-            self.latent_dim = 32 * self.num_codebooks
-        # a per-layer list given shorter/longer than rnn_num_layers is an error, but a default list follows a
-        # user-changed layer count (tiny test configs change only rnn_num_layers)
-        if self.rnn_num_layers is not None:
-            for name, fill in (("rnn_batch_norm", False), ("rnn_residual", False), ("rnn_subsample", 1)):
-                if given[name] is None and len(getattr(self, name)) != self.rnn_num_layers:
-                    value = list(getattr(self, name))[: self.rnn_num_layers]
-                    setattr(self, name, value + [fill] * (self.rnn_num_layers - len(value)))
+        self.quantizer = copy.deepcopy(dict(self.default_quantizer if quantizer is None else quantizer))
+        self.latent_dim = latent_dim
         super().__init__(**kwargs)
+        if self.use_bottleneck:  # without one the dict is kept but never used (recipes leave it empty)
+            self._check_quantizer()
+        else:
+            self._positive_int("latent_dim")
         self.validate()
 
-    # ------------------------------------------------------------------ validation
+    def _err(self, msg: str):
+        raise ValueError(f"{type(self).__name__}: {msg}")
+
+    def _check_quantizer(self) -> None:
+        for name in MODEL_SET_QUANTIZER_OPTIONS:
+            if name in self.quantizer:
+                self._err(f"quantizer.{name} is set by the model from its input layout; remove it")
+        try:  # the options first: a bad num_codebooks is reported as such, not as a bad derived latent_dim
+            check_quantizer_options(self.quantizer)
+        except ValueError as e:
+            self._err(f"quantizer: {e}")
+        self._positive_int("latent_dim")
+        try:
+            check_quantizer_options(self.quantizer, dim=self.latent_dim)
+        except ValueError as e:
+            self._err(f"quantizer: {e}")
+
     def validate(self) -> None:
-        """Check cross-field consistency; raise `ValueError` naming the offending field and value."""
+        """Family checks; raise `ValueError` naming the offending field and value."""
 
-        def err(msg: str):
-            raise ValueError(f"VQVAEConfig(architecture={self.architecture!r}): {msg}")
+    def _positive_int(self, name: str) -> None:
+        v = getattr(self, name)
+        if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
+            self._err(f"{name}={v!r} must be a positive integer")
 
-        def positive_int(name: str):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
-                err(f"{name}={v!r} must be a positive integer")
+    # ------------------------------------------------------------------ derived facts
+    def quantizer_options(self) -> dict[str, Any]:
+        """The complete quantizer options (defaults filled in, `family` set)."""
+        return check_quantizer_options(self.quantizer, dim=self.latent_dim)
 
-        if self.quantizer_type not in QUANTIZER_TYPES:
-            err(f"quantizer_type={self.quantizer_type!r} is unknown; expected one of {QUANTIZER_TYPES}")
-        if self.reestimation_unit not in REESTIMATION_UNITS:
-            err(f"reestimation_unit={self.reestimation_unit!r} is unknown; expected one of {REESTIMATION_UNITS}")
-        for name in ("latent_dim", "codebook_size", "num_codebooks", "num_channels"):
-            positive_int(name)
-        if self.latent_dim % self.num_codebooks:
-            err(f"latent_dim={self.latent_dim} is not divisible by num_codebooks={self.num_codebooks}")
-        if not 0.0 <= float(self.ema_decay) < 1.0:
-            err(f"ema_decay={self.ema_decay!r} must be in [0, 1)")
-        if float(self.commitment_cost) < 0:
-            err(f"commitment_cost={self.commitment_cost!r} must be >= 0")
-        if float(self.codebook_lr_multiplier) <= 0:
-            err(f"codebook_lr_multiplier={self.codebook_lr_multiplier!r} must be > 0")
-        for name in ("warmup_steps", "reestimate_steps"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-                err(f"{name}={v!r} must be a non-negative integer")
+    @property
+    def num_codebooks(self) -> int:
+        return self.quantizer_options()["num_codebooks"]
 
-        if self.architecture == "cifar10":
-            positive_int("image_size")
-            positive_int("hidden_size")
-            if self.num_residual_layers is None or self.num_residual_layers < 0:
-                err(f"num_residual_layers={self.num_residual_layers!r} must be a non-negative integer")
-            if self.image_size % 4:
-                err(f"image_size={self.image_size} must be divisible by 4 (two stride-2 convolutions)")
-            if self.batch_norm and not self.use_bottleneck:
-                err("batch_norm=True needs use_bottleneck=True: the CIFAR model's BN is the quantizer's own")
-            return
+    @property
+    def codebook_size(self) -> int:
+        return self.quantizer_options()["codebook_size"]
 
-        # sequence models: the DeepSpeech2 stack
+    @property
+    def codebook_dim(self) -> int:
+        return self.latent_dim // self.num_codebooks
+
+    def uniform_rate_bits_per_dim(self) -> float:
+        """Rate of a uniform prior over codes, amortised over the input dimensions each latent covers (bits/dim);
+        0 where not defined (speech, no bottleneck)."""
+        if not self.use_bottleneck or not self.input_dims_per_latent():
+            return 0.0
+        return self.num_codebooks * math.log2(self.codebook_size) / self.input_dims_per_latent()
+
+    def input_dims_per_latent(self) -> int:
+        """Input dimensions one latent position covers (0: no bits/dim rate)."""
+        return 0
+
+    @classmethod
+    def from_dict(cls, config_dict: dict[str, Any], **kwargs):
+        # a 0.1.0 config.json read through a family class, e.g. VQVAELineConfig.from_pretrained(old folder)
+        if cls is not VQVAEConfig and config_dict.get("model_type", cls.model_type) != cls.model_type:
+            config = VQVAEConfig.from_dict(config_dict, **kwargs)
+            got = config[0] if isinstance(config, tuple) else config
+            if not isinstance(got, cls):
+                raise ValueError(f"{cls.__name__}: the config is a {type(got).__name__} "
+                                 f"(model_type={got.model_type!r})")
+            return config
+        return super().from_dict(config_dict, **kwargs)
+
+
+class VQVAESequenceConfig(VQVAEConfig):
+    r"""Shared fields of the sequence families: the DeepSpeech2-style encoder (conv stack + BiLSTM stack) and the
+    masked BatchNorm1d on its features before the linear projection into the quantizer.
+
+    Args:
+        batch_norm (`bool`): BN on the encoder features *before* the projection (the reference's placement for
+            sequences; the CIFAR model uses the quantizer's own BN, `quantizer["batch_norm"]`).
+        conv_channels, conv_kernel_sizes, conv_strides, conv_activation: the conv stack; kernel sizes and strides
+            are `[time, height]` pairs.
+        rnn_num_layers, rnn_hidden_size, rnn_projection_size, rnn_bias, rnn_batch_norm, rnn_residual,
+        rnn_subsample: the BiLSTM stack (per-layer lists for the last three; a list left at its default follows
+            `rnn_num_layers`).
+    """
+
+    def __init__(self, *, batch_norm, conv_channels, conv_kernel_sizes, conv_strides, conv_activation,
+                 rnn_num_layers, rnn_hidden_size, rnn_projection_size, rnn_bias, rnn_batch_norm, rnn_residual,
+                 rnn_subsample, defaults: dict[str, list], **kwargs):
+        self.batch_norm = bool(batch_norm)
+        self.conv_channels = conv_channels
+        self.conv_kernel_sizes = conv_kernel_sizes
+        self.conv_strides = conv_strides
+        self.conv_activation = conv_activation
+        self.rnn_num_layers = rnn_num_layers
+        self.rnn_hidden_size = rnn_hidden_size
+        self.rnn_projection_size = rnn_projection_size
+        self.rnn_bias = rnn_bias
+        given = {"rnn_batch_norm": rnn_batch_norm, "rnn_residual": rnn_residual, "rnn_subsample": rnn_subsample}
+        fills = {"rnn_batch_norm": False, "rnn_residual": False, "rnn_subsample": 1}
+        for name, value in given.items():
+            if value is None and isinstance(rnn_num_layers, int):
+                # a per-layer list given with the wrong length is an error, but a default list follows a
+                # user-changed layer count (tiny test configs change only rnn_num_layers)
+                value = list(defaults[name])[:rnn_num_layers]
+                value += [fills[name]] * (rnn_num_layers - len(value))
+            setattr(self, name, value)
+        super().__init__(**kwargs)
+
+    def validate(self) -> None:
+        err = self._err
         n = len(self.conv_channels or [])
         if n == 0:
             err("conv_channels must list at least one convolution")
@@ -321,8 +218,8 @@ class VQVAEConfig(PretrainedConfig):
                     err(f"{name}={v!r}: every entry must be a pair of positive integers [time, height]")
         if self.conv_activation not in CONV_ACTIVATIONS:
             err(f"conv_activation={self.conv_activation!r} is unknown; expected one of {CONV_ACTIVATIONS}")
-        positive_int("rnn_num_layers")
-        positive_int("rnn_hidden_size")
+        self._positive_int("rnn_num_layers")
+        self._positive_int("rnn_hidden_size")
         if self.rnn_projection_size is None or self.rnn_projection_size < 0:
             err(f"rnn_projection_size={self.rnn_projection_size!r} must be >= 0 (0 sums the two directions)")
         for name in ("rnn_batch_norm", "rnn_residual", "rnn_subsample"):
@@ -333,39 +230,7 @@ class VQVAEConfig(PretrainedConfig):
             err(f"rnn_subsample={self.rnn_subsample!r} entries must be >= 1")
         if self.rnn_residual and self.rnn_residual[0]:
             err("rnn_residual[0]=True is not supported: the first layer's input size differs from its output size")
-        if self.architecture == "handwriting":
-            positive_int("image_size")
-            positive_int("mixer_hidden_size")
-            positive_int("pixelcnn_hidden_size")
-            positive_int("pixelcnn_num_layers")
-            positive_int("pixelcnn_out_layers")
-            if self.num_gray_levels is None or self.num_gray_levels < 2:
-                err(f"num_gray_levels={self.num_gray_levels!r} must be >= 2")
-            for name in ("pixelcnn_kernel_size", "pixelcnn_input_kernel_size"):
-                v = getattr(self, name)
-                if not isinstance(v, int) or v < 1 or v % 2 == 0:
-                    err(f"{name}={v!r} must be a positive odd integer")
-            h = self.image_size
-            for (kt, kh), (st, sh) in zip(self.conv_kernel_sizes, self.conv_strides):
-                h = (h + 2 * ((kh - 1) // 2) - kh) // sh + 1
-            if h < 1:
-                err(f"the conv stack reduces image_size={self.image_size} to height {h}; use fewer height strides")
-            if self.time_reduction < 1:
-                err("the encoder must not upsample in time")
-        if self.architecture == "speech":
-            positive_int("input_feature_size")
-            positive_int("vocab_size")
-            if self.input_feature_size % self.num_channels:
-                err(
-                    f"input_feature_size={self.input_feature_size} is not divisible by num_channels="
-                    f"{self.num_channels} (the static/Δ/ΔΔ streams)"
-                )
-            if not 0 <= self.ctc_blank_id < self.vocab_size:
-                err(f"ctc_blank_id={self.ctc_blank_id} must index into vocab_size={self.vocab_size}")
-            if self.ctc_loss_reduction not in ("mean", "sum", "none"):
-                err(f"ctc_loss_reduction={self.ctc_loss_reduction!r} must be 'mean', 'sum' or 'none'")
 
-    # ------------------------------------------------------------------ derived sizes
     @property
     def rnn_output_size(self) -> int:
         """Feature size of the BiLSTM stack output (projection size, or the hidden size when directions sum)."""
@@ -373,69 +238,43 @@ class VQVAEConfig(PretrainedConfig):
 
     @property
     def time_reduction(self) -> int:
-        """Input frames / columns per latent of the sequence encoders (1 for CIFAR)."""
-        if self.architecture == "cifar10":
-            return 1
+        """Input frames / columns per latent."""
         r = 1
-        for _, (st, _) in zip(self.conv_kernel_sizes, self.conv_strides):
+        for st, _ in self.conv_strides:
             r *= int(st)
         for s in self.rnn_subsample:
             r *= int(s)
         return r
 
-    @property
-    def codebook_dim(self) -> int:
-        return self.latent_dim // self.num_codebooks
 
-    @property
-    def latent_grid(self) -> int:
-        """CIFAR: side of the latent grid (image_size / 4)."""
-        return self.image_size // 4
+# ----------------------------------------------------------------------------------------------- 0.1.0 configs
 
-    def uniform_rate_bits_per_dim(self) -> float:
-        """Rate of a uniform prior over codes, amortised over the input dimensions each latent covers (bits/dim).
-
-        CIFAR: num_codebooks · (S/4)² · log2 K / (3 · S²) (1.167 for 8×128); handwriting: log2 K / (4 · 32) for a
-        latent every 4 columns of a 32-px line (Table II, 0.094 for K = 4096); speech: not defined (0).
-        """
-        if not self.use_bottleneck:
-            return 0.0
-        k_bits = self.num_codebooks * math.log2(self.codebook_size)
-        if self.architecture == "cifar10":
-            return k_bits * self.latent_grid**2 / (self.num_channels * self.image_size**2)
-        if self.architecture == "handwriting":
-            return k_bits / (self.time_reduction * self.image_size * self.num_channels)
-        return 0.0
-
-    def quantizer_kwargs(self) -> dict:
-        """Keyword arguments for `VectorQuantizer` (the fields that share its names)."""
-        kw = {
-            "codebook_size": self.codebook_size,
-            "num_codebooks": self.num_codebooks,
-            "quantizer_type": self.quantizer_type,
-            "commitment_cost": self.commitment_cost,
-            "codebook_lr_multiplier": self.codebook_lr_multiplier,
-            "ema_decay": self.ema_decay,
-            "ema_epsilon": self.ema_epsilon,
-            "warmup_steps": self.warmup_steps,
-            "reestimate_every": self.reestimate_every,
-            "reestimate_steps": self.reestimate_steps,
-            "reservoir_size": self.reservoir_size,
-            "reestimation_unit": self.reestimation_unit,
-            "kmeans_restarts": self.kmeans_restarts,
-            "kmeans_max_iters": self.kmeans_max_iters,
-            "kmeans_tol": self.kmeans_tol,
-            "seed": self.seed,
-            "dead_code_window": self.dead_code_window,
-            "running_usage_decay": self.running_usage_decay,
-            "check_finite": self.check_finite,
-            "search_backend": self.search_backend,
-        }
-        if self.architecture == "cifar10":
-            kw["batch_norm_shared"] = self.batch_norm_shared
-        if self.search_memory_mb is not None:
-            kw["search_memory_mb"] = self.search_memory_mb
-        return kw
+# 0.1.0 per-architecture quantizer defaults (the model fields' defaults are now the family configs' own)
+_V010_QUANTIZER_DEFAULTS = {
+    "cifar10": {"codebook_size": 128, "num_codebooks": 8, "ema_decay": 0.999},
+    "handwriting": {"codebook_size": 4096, "num_codebooks": 1, "ema_decay": 0.999},
+    "speech": {"codebook_size": 2048, "num_codebooks": 1, "ema_decay": 0.999},
+}
 
 
-__all__ = ["VQVAEConfig"]
+def config_from_flat(architecture: str = "cifar10", **flat) -> VQVAEConfig:
+    """A 0.1.0 flat config (keyword arguments or config.json) → the family config with a nested quantizer.
+
+    The fields named like `VectorQuantizer` options move into `quantizer` (unset ones get the 0.1.0 defaults
+    of the architecture: K, G, ema_decay 0.999); `batch_norm` is the quantizer's for CIFAR and the sequence
+    families' own (BN before the projection); `search_memory_mb=None` and the fields 0.1.0 wrote as null
+    (those of the other architectures, or "use the default") are left out; every other key is kept.
+    """
+    family = family_config_class(architecture)
+    flat = {k: v for k, v in flat.items() if v is not None}
+    if flat.pop("model_type", LEGACY_MODEL_TYPE) not in (LEGACY_MODEL_TYPE, family.model_type):
+        raise ValueError(f"VQVAEConfig: a flat config must have model_type={LEGACY_MODEL_TYPE!r}")
+    names = [n for n in VectorQuantizer.option_names() if n not in MODEL_SET_QUANTIZER_OPTIONS]
+    quantizer = {**_V010_QUANTIZER_DEFAULTS[architecture], **{n: flat.pop(n) for n in names if n in flat}}
+    if family.architecture != "cifar10":
+        flat["batch_norm"] = quantizer.pop("batch_norm", False)
+        quantizer.pop("batch_norm_shared", None)  # 0.1.0 passed it to the CIFAR quantizer only
+    return family(quantizer=quantizer, **flat)
+
+
+__all__ = ["VQVAEConfig", "VQVAESequenceConfig", "config_from_flat", "family_config_class"]

@@ -1,11 +1,12 @@
 """The paper's core: a vector-quantized bottleneck with robust training (Łańcucki et al., 2020).
 
-Public names: :class:`VectorQuantizer`, :class:`VectorQuantizerOutput`, :func:`codebook_param_groups`,
+Public names: :class:`VectorQuantizer`, :class:`VectorQuantizerOutput`, :func:`build_quantizer`, :func:`codebook_param_groups`,
 :func:`set_update_boundary`, :func:`start_epoch`, :class:`CodebookUsageAccumulator`,
 :class:`MaskedBatchNorm`, plus the building blocks (:func:`nearest_codes`, :func:`kmeans`,
 :class:`Reservoir`, :class:`ReestimationSchedule`).
 """
 
+from .factory import QUANTIZER_FAMILIES, build_quantizer, check_quantizer_options
 from .kmeans import KMeansResult, kmeans, kmeans_plusplus
 from .metrics import CodebookUsageAccumulator, code_histogram, perplexity_from_counts
 from .normalization import MaskedBatchNorm
@@ -17,6 +18,9 @@ from .search import nearest_codes
 
 __all__ = [
     "VectorQuantizer",
+    "build_quantizer",
+    "check_quantizer_options",
+    "QUANTIZER_FAMILIES",
     "VectorQuantizerOutput",
     "codebook_param_groups",
     "reset_codebook_optimizer_state",

@@ -6,11 +6,14 @@ re-initialisation, EMA initialisation, reservoir collisions, precision, DDP).
 
 from __future__ import annotations
 
+import inspect
 import math
 import operator
 import warnings
 import weakref
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -183,34 +186,7 @@ class VectorQuantizer(nn.Module):
         search_backend: str = "auto",
     ):
         super().__init__()
-        _check_int("dim", dim, 1)
-        _check_int("codebook_size", codebook_size, 1)
-        _check_int("num_codebooks", num_codebooks, 1)
-        if dim % num_codebooks != 0:
-            raise ValueError(
-                f"dim={dim} is not divisible by num_codebooks={num_codebooks}: each codebook quantizes "
-                "dim // num_codebooks contiguous channels"
-            )
-        if quantizer_type not in QUANTIZER_TYPES:
-            raise ValueError(f"quantizer_type must be one of {QUANTIZER_TYPES}, got {quantizer_type!r}")
-        _check_float("commitment_cost", commitment_cost, lo=0.0)
-        _check_float("codebook_lr_multiplier", codebook_lr_multiplier, lo=0.0, lo_open=True)
-        _check_float("ema_decay", ema_decay, lo=0.0, hi=1.0, lo_open=True, hi_open=True)
-        _check_float("ema_epsilon", ema_epsilon, lo=0.0)
-        _check_int("warmup_steps", warmup_steps, 0)
-        _check_int("reestimate_every", reestimate_every, 1)
-        _check_int("reestimate_steps", reestimate_steps, 0)
-        _check_int("reservoir_size", reservoir_size, 1)
-        _check_int("kmeans_restarts", kmeans_restarts, 1)
-        _check_int("kmeans_max_iters", kmeans_max_iters, 1)
-        _check_float("kmeans_tol", kmeans_tol, lo=0.0)
-        _check_int("seed", seed, 0)
-        _check_float("search_memory_mb", search_memory_mb, lo=0.0, lo_open=True)
-        _check_int("dead_code_window", dead_code_window, 1)
-        _check_float("running_usage_decay", running_usage_decay, lo=0.0, hi=1.0, hi_open=True)
-        if search_backend not in SEARCH_BACKENDS:
-            raise ValueError(f"search_backend must be one of {SEARCH_BACKENDS}, got {search_backend!r}")
-
+        _validate_options({name: value for name, value in locals().items() if name not in ("self", "__class__")})
         self.dim = dim
         self.codebook_size = codebook_size
         self.num_codebooks = num_codebooks
@@ -271,6 +247,33 @@ class VectorQuantizer(nn.Module):
         self._generators: dict[str, torch.Generator] = {}
         self.register_load_state_dict_post_hook(_clear_mirrors)
         self.reset_parameters()
+
+    @classmethod
+    def _option_parameters(cls) -> list[inspect.Parameter]:
+        return [p for name, p in inspect.signature(cls.__init__).parameters.items() if name not in ("self", "dim")]
+
+    @classmethod
+    def option_names(cls) -> list[str]:
+        """The keyword options (every constructor argument but ``dim``)."""
+        return [p.name for p in cls._option_parameters()]
+
+    @classmethod
+    def validate_options(cls, options: Mapping[str, Any], dim: int | None = None) -> dict[str, Any]:
+        """Check keyword options as ``VectorQuantizer(dim, **options)`` would, before a model derives ``dim``.
+
+        Unknown or missing names and out-of-range values raise ``ValueError`` with the same messages as the
+        constructor. Returns the complete options (defaults filled in, without ``dim``)."""
+        params = cls._option_parameters()
+        names = [p.name for p in params]
+        unknown = sorted(set(options) - set(names))
+        if unknown:
+            raise ValueError(f"unknown VectorQuantizer option(s) {unknown}; the options are {names}")
+        missing = [p.name for p in params if p.default is p.empty and p.name not in options]
+        if missing:
+            raise ValueError(f"VectorQuantizer option(s) {missing} must be given")
+        full = {p.name: options.get(p.name, p.default) for p in params}
+        _validate_options({"dim": dim, **full})
+        return full
 
     # ------------------------------------------------------------------ state
 
@@ -646,6 +649,43 @@ class VectorQuantizer(nn.Module):
         self.reservoir.reset()
         self._write("num_reestimations", self._read("num_reestimations") + 1)
         return True
+
+
+def _validate_options(o: dict) -> None:
+    """Every check of :class:`VectorQuantizer`'s options, defined once (``o``: the complete keyword set; ``dim``
+    is None when checked before a model derives it, see :meth:`VectorQuantizer.validate_options`)."""
+    dim, num_codebooks = o["dim"], o["num_codebooks"]
+    _check_int("codebook_size", o["codebook_size"], 1)
+    _check_int("num_codebooks", num_codebooks, 1)
+    if dim is not None:
+        _check_int("dim", dim, 1)
+        if dim % num_codebooks != 0:
+            raise ValueError(
+                f"dim={dim} is not divisible by num_codebooks={num_codebooks}: each codebook quantizes "
+                "dim // num_codebooks contiguous channels"
+            )
+    if o["quantizer_type"] not in QUANTIZER_TYPES:
+        raise ValueError(f"quantizer_type must be one of {QUANTIZER_TYPES}, got {o['quantizer_type']!r}")
+    _check_float("commitment_cost", o["commitment_cost"], lo=0.0)
+    _check_float("codebook_lr_multiplier", o["codebook_lr_multiplier"], lo=0.0, lo_open=True)
+    _check_float("ema_decay", o["ema_decay"], lo=0.0, hi=1.0, lo_open=True, hi_open=True)
+    _check_float("ema_epsilon", o["ema_epsilon"], lo=0.0)
+    _check_int("warmup_steps", o["warmup_steps"], 0)
+    _check_int("reestimate_every", o["reestimate_every"], 1)
+    _check_int("reestimate_steps", o["reestimate_steps"], 0)
+    _check_int("reservoir_size", o["reservoir_size"], 1)
+    _check_int("kmeans_restarts", o["kmeans_restarts"], 1)
+    _check_int("kmeans_max_iters", o["kmeans_max_iters"], 1)
+    _check_float("kmeans_tol", o["kmeans_tol"], lo=0.0)
+    _check_int("seed", o["seed"], 0)
+    _check_float("search_memory_mb", o["search_memory_mb"], lo=0.0, lo_open=True)
+    _check_int("dead_code_window", o["dead_code_window"], 1)
+    _check_float("running_usage_decay", o["running_usage_decay"], lo=0.0, hi=1.0, hi_open=True)
+    if o["search_backend"] not in SEARCH_BACKENDS:
+        raise ValueError(f"search_backend must be one of {SEARCH_BACKENDS}, got {o['search_backend']!r}")
+    # the schedule checks its own fields (reestimation_unit)
+    ReestimationSchedule(warmup=o["warmup_steps"], every=o["reestimate_every"], length=o["reestimate_steps"],
+                         unit=o["reestimation_unit"], reestimating=o["quantizer_type"] == "reestimating")
 
 
 def _clear_mirrors(module: VectorQuantizer, incompatible_keys) -> None:

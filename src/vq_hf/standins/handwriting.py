@@ -13,6 +13,7 @@ The zip mirrors the real corpus (see :mod:`vq_hf.data.scribblelens`):
     scribblelens.corpus.v1/corpora/nl.gray.lines.{train,test}.dat      rows '<jpg> <txt>'
     scribblelens.corpus.v1/nl/<scribe>/<page>/line<N>.{jpg,txt}
     scribblelens.corpus.v1/corpora/scribblelens.paths.1.4b.zip          .ali files, one row per column
+    scribblelens.corpus.v1/vq_hf_stand_in.json                          marks the zip as a stand-in (arguments)
 
 Output is a pure function of the arguments and the installed fonts / word list: each line draws from its
 own ``numpy`` generator seeded with (seed, line number), zip entries carry a fixed timestamp, so the same
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import json
 import math
 import os
 import re
@@ -34,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vq_hf.data.scribblelens import BLANK, CORPUS_ROOT, DEFAULT_ALIGNMENTS, SPACE, dat_name, format_ali
+from vq_hf.data.scribblelens import BLANK, CORPUS_ROOT, DEFAULT_ALIGNMENTS, SPACE, STANDIN_MARKER, dat_name, format_ali
 
 __all__ = [
     "DEFAULT_FONTS",
@@ -533,6 +535,10 @@ def generate_corpus(
                 _zip_write(archive, dat_name(split, colormode), ("\n".join(rows) + "\n").encode("utf-8"), compress=True)
             ali_zip.close()
             _zip_write(archive, f"{CORPUS_ROOT}/corpora/{DEFAULT_ALIGNMENTS}", ali_buffer.getvalue(), compress=False)
+            marker = {"generator": "vq-hf make-handwriting-corpus", "stand_in_for": "ScribbleLens", "lines": lines,
+                      "train": len(dat_rows["train"]), "test": len(dat_rows["test"]), "seed": seed,
+                      "scribes": scribe_names, "fonts": [name for name, _ in font_list], "height": height}
+            _zip_write(archive, STANDIN_MARKER, (json.dumps(marker, indent=1) + "\n").encode("utf-8"), compress=True)
         os.replace(tmp, out)
     finally:
         if pool is not None:
@@ -559,8 +565,6 @@ def make_handwriting_corpus(out: str | os.PathLike, num_lines: int = 2000, seed:
     kept (a ``.json`` beside it records every argument; a zip made with other arguments is regenerated).
     ``kwargs`` go to :func:`generate_corpus`.
     """
-    import json
-
     out = Path(out)
     if out.suffix != ".zip":
         out = out / f"synth_handwriting.{num_lines}lines.seed{seed}.zip"
@@ -589,8 +593,8 @@ def write_preview(
     segments labelled with their characters, and the 32-pixel-high version the loaders produce."""
     from PIL import Image, ImageDraw, ImageFont
 
-    from vq_hf.models.line_processing_vqvae import VQVAELineImageProcessor
     from vq_hf.data.scribblelens import parse_ali, parse_dat
+    from vq_hf.models.vqvae_line.image_processing_vqvae_line import VQVAELineImageProcessor
 
     processor = VQVAELineImageProcessor()
     label_font = ImageFont.load_default()

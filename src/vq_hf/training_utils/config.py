@@ -99,6 +99,12 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "num_workers": Key((int,), 0, check=_nonneg, check_text=">= 0"),
         "synth_size": Key((int,), 200, check=_pos, check_text="> 0",
                           help="lines / utterances of the stand-in corpus generated when dataset_name is null"),
+        "cache_dir": Key((str,), None, nullable=True,
+                         help="root of feature caches and generated stand-in corpora; null = the datasets cache "
+                              "($HF_DATASETS_CACHE). Never the output folder: it is what gets uploaded"),
+        "allow_scp_commands": Key((bool,), False,
+                                  help="speech: run piped wav.scp / feats.scp entries (`sph2pipe ... |`) as shell "
+                                       "commands; only for a trusted corpus (refused otherwise)"),
     },
     "training": {
         "seed": Key((int,), 0),

@@ -4,7 +4,8 @@
   weights side by side (the paper's Fig. 2 for PER, Fig. 4 for bits/dim);
 - ``curve_training_loss.png``: the training loss;
 - ``curve_perplexity.png``: dataset-level perplexity per codebook at each evaluation, and the running
-  training perplexity;
+  training perplexity averaged over codebooks (the progress bar shows the batch perplexity: ``pplx`` for one
+  codebook, ``pplx_sum`` summed over several);
 - ``curve_norm_ratio.png``: mean encoder-output norm / mean codeword norm (the scale argument of Fig. 1).
 """
 
@@ -84,7 +85,7 @@ def plot_history(rows: list[dict], out_dir: str | pathlib.Path, main_metric: str
     if drawn:
         ax.set_xlabel("optimizer step")
         ax.set_ylabel("perplexity")
-        ax.set_title("codebook perplexity")
+        ax.set_title("codebook perplexity (evaluation: each codebook; training: mean)")
         ax.legend(fontsize=7)
         ax.grid(alpha=0.3)
         written.append(_save(fig, out_dir / "curve_perplexity.png"))

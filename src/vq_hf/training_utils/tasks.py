@@ -18,13 +18,6 @@ import torch
 from .config import ConfigError, validate_open_section
 from .data_order import IndexedDataset, SeededCollate
 
-def _quantizer_keys() -> set[str]:
-    """The VectorQuantizer options: the VQVAEConfig fields that belong to the recipe's quantizer section."""
-    from vq_hf.quantization import VectorQuantizer
-
-    return set(inspect.signature(VectorQuantizer.__init__).parameters)
-
-
 COUNT_KEYS = ("num_examples", "num_dims", "phone_errors", "reference_phones")
 
 
@@ -32,7 +25,7 @@ COUNT_KEYS = ("num_examples", "num_dims", "phone_errors", "reference_phones")
 class TaskData:
     """Everything the loop needs from the data side."""
 
-    train: Any
+    train: Any  # None when only the evaluation split was loaded (build_data(..., eval_only=True))
     eval: Any
     train_collator: Any
     eval_collator: Any
@@ -45,12 +38,12 @@ class TaskData:
     extra_files: dict = dataclasses.field(default_factory=dict)  # name → text, saved beside the model
 
 
-def _config_fields() -> dict[str, Any]:
-    from vq_hf.models import VQVAEConfig
-
-    sig = inspect.signature(VQVAEConfig.__init__)
+def _model_fields(config_class) -> dict[str, Any]:
+    """The recipe's ``model`` keys: the family config's own fields with their defaults (``quantizer`` is the
+    recipe's section of that name, passed through as the config's nested dict)."""
+    sig = inspect.signature(config_class.__init__)
     return {n: p.default for n, p in sig.parameters.items()
-            if n not in ("self", "kwargs", "architecture") and p.kind is not p.VAR_KEYWORD}
+            if n not in ("self", "quantizer") and p.kind is not p.VAR_KEYWORD}
 
 
 def build_scheduler(optimizer, sched: dict):
@@ -79,7 +72,27 @@ def _split(dsd, name: str, source: str):
 
 
 def _limit(ds, n):
-    return ds if n is None or n >= len(ds) else ds.select(range(n))
+    return ds if ds is None or n is None or n >= len(ds) else ds.select(range(n))
+
+
+STANDIN_CACHE = "vq_hf_standin"  # generated stand-in corpora, beside the datasets caches
+
+
+def cache_root(recipe: dict, cache_dir=None) -> pathlib.Path | None:
+    """Where derived data go: ``cache_dir``, else the recipe's ``data.cache_dir``; None = the datasets cache.
+
+    Never a model folder: feature caches and generated corpora would be uploaded with the weights.
+    """
+    chosen = cache_dir if cache_dir is not None else recipe["data"].get("cache_dir")
+    return None if chosen is None else pathlib.Path(chosen)
+
+
+def _standin_folder(root: pathlib.Path | None) -> pathlib.Path:
+    if root is None:
+        import datasets
+
+        return pathlib.Path(datasets.config.HF_DATASETS_CACHE) / STANDIN_CACHE
+    return root / STANDIN_CACHE
 
 
 def _jpeg_variant(ds) -> bool:
@@ -93,6 +106,28 @@ def _jpeg_variant(ds) -> bool:
         return False
 
 
+def _model_summary(config) -> dict:
+    """results.json's ``model``: the family, the latent size and, with a bottleneck, the quantizer's key options
+    (``batch_norm``: the paper's BN before quantization, the quantizer's own or the sequence models')."""
+    out = {"architecture": config.architecture, "model_type": config.model_type, "latent_dim": config.latent_dim,
+           "use_bottleneck": config.use_bottleneck}
+    if config.use_bottleneck:
+        q = config.quantizer_options()
+        out.update({k: q[k] for k in ("quantizer_type", "codebook_size", "num_codebooks", "codebook_lr_multiplier")})
+        out["batch_norm"] = bool(q["batch_norm"] or getattr(config, "batch_norm", False))
+    return out
+
+
+def perplexity_postfix(perplexity) -> dict[str, str]:
+    """The perplexity shown on the progress bar and in the final summary, named for what it is: ``pplx`` for
+    one codebook, ``pplx_sum`` (Σ over codebooks, DistSup's convention; results.json's ``perplexity_sum``) for
+    several. ``curve_perplexity.png`` draws each codebook's evaluation value and the training mean."""
+    if perplexity is None:
+        return {}
+    values = perplexity if isinstance(perplexity, (list, tuple)) else [perplexity]
+    return {"pplx" if len(values) == 1 else "pplx_sum": f"{float(sum(values)):.1f}"}
+
+
 class Task:
     name = ""
     main_metric = "loss"
@@ -100,18 +135,15 @@ class Task:
 
     # ---------------------------------------------------------------- config and model
     def build_config(self, recipe: dict, source: str = "<recipe>"):
-        from vq_hf.models import VQVAEConfig
+        """The family config of this task: ``model`` keys as its fields, the ``quantizer`` section as its nested
+        quantizer dict (``seed`` defaults to ``training.seed``)."""
+        from vq_hf.models.configuration_vqvae import family_config_class
 
-        known = _config_fields()
-        quantizer_keys = _quantizer_keys()
-        quantizer_known = {k: v for k, v in known.items() if k in quantizer_keys}
-        model_known = {k: v for k, v in known.items() if k not in quantizer_known}
-        validate_open_section(recipe, "quantizer", quantizer_known, source)
-        validate_open_section(recipe, "model", model_known, source)
-        kwargs = {**recipe["model"], **recipe["quantizer"]}
-        kwargs.setdefault("seed", recipe["training"]["seed"])
+        config_class = family_config_class(self.name)
+        validate_open_section(recipe, "model", _model_fields(config_class), source)
+        quantizer = {"seed": recipe["training"]["seed"], **recipe["quantizer"]}
         try:
-            return VQVAEConfig(architecture=self.name, **kwargs)
+            return config_class(**recipe["model"], quantizer=quantizer)
         except (TypeError, ValueError) as e:
             raise ConfigError(f"{source}: invalid model/quantizer settings: {e}") from None
 
@@ -121,7 +153,11 @@ class Task:
         return VQVAEModel(config)
 
     # ---------------------------------------------------------------- data
-    def build_data(self, recipe: dict, config, cache_dir: pathlib.Path, processor_folder=None) -> TaskData:
+    def build_data(self, recipe: dict, config, cache_dir=None, processor_folder=None, eval_only=False) -> TaskData:
+        """The recipe's data. ``cache_dir``: root of derived data (default: :func:`cache_root`);
+        ``processor_folder``: a trained model's folder (its phone set and feature statistics);
+        ``eval_only``: load only ``data.eval_split`` (``train`` is None) — evaluating never needs the training split.
+        """
         raise NotImplementedError
 
     # ---------------------------------------------------------------- logging
@@ -142,9 +178,8 @@ class Task:
         parts = []
         for weights, m in results.items():
             val = m.get(self.main_metric)
-            pp = m.get("perplexity")
-            pp = sum(pp) if isinstance(pp, list) else pp
-            parts.append(f"{weights}: {self.main_metric}={val:.4f}" + (f" pplx={pp:.1f}" if pp is not None else ""))
+            pp = " ".join(f"{k}={v}" for k, v in perplexity_postfix(m.get("perplexity")).items())
+            parts.append(f"{weights}: {self.main_metric}={val:.4f}" + (f" {pp}" if pp else ""))
         return "; ".join(parts)
 
     # ---------------------------------------------------------------- evaluation
@@ -171,18 +206,13 @@ class Task:
             "main_metric": self.main_metric,
             "metrics": scalars(final["raw"]),
             "training": {**training, "config_path": config_file, "seed": recipe["training"]["seed"]},
-            "model": {k: getattr(model_config, k) for k in (
-                "architecture", "quantizer_type", "codebook_size", "num_codebooks", "latent_dim", "batch_norm",
-                "codebook_lr_multiplier", "use_bottleneck")},
+            "model": _model_summary(model_config),
             "recipe": pathlib.Path(config_file).stem,
             "description": recipe["description"],
             "evaluation_counts": {k: final["raw"][k] for k in COUNT_KEYS if k in final["raw"]},
             "notes": list(data.notes),
             "vq_hf_version": vq_hf.__version__,
         }
-        if not model_config.use_bottleneck:
-            for k in ("quantizer_type", "codebook_size", "num_codebooks", "batch_norm", "codebook_lr_multiplier"):
-                out["model"].pop(k, None)
         if "polyak" in final:
             out["metrics_polyak"] = scalars(final["polyak"])
             out["polyak_decay"] = recipe["training"]["polyak_decay"]
@@ -193,7 +223,7 @@ class Cifar10Task(Task):
     name = "cifar10"
     main_metric = "uniform_nelbo_bits_per_dim"
 
-    def build_data(self, recipe, config, cache_dir, processor_folder=None):
+    def build_data(self, recipe, config, cache_dir=None, processor_folder=None, eval_only=False):
         from vq_hf.data import load_cifar10
         from vq_hf.data.collators import Cifar10Collator
         from vq_hf.models import VQVAEImageProcessor
@@ -203,16 +233,18 @@ class Cifar10Task(Task):
             raise ValueError(f"data.chunk_len={d['chunk_len']}: training crops apply to handwriting and speech, "
                              "not to CIFAR-10 images; remove it")
         source = d["dataset_name"] or "embedded"
-        dsd = load_cifar10(source, splits=None)
-        train = _limit(_split(dsd, d["train_split"], source), d["max_train_samples"])
+        root = cache_root(recipe, cache_dir)
+        dsd = load_cifar10(source, splits=[d["eval_split"]] if eval_only else None, cache_dir=root)
+        train = None if eval_only else _limit(_split(dsd, d["train_split"], source), d["max_train_samples"])
         ev = _limit(_split(dsd, d["eval_split"], source), d["max_eval_samples"])
         for split, ds in ((d["train_split"], train), (d["eval_split"], ev)):
-            _check_columns(ds, (("pixels", "img"),), split, source)
+            if ds is not None:
+                _check_columns(ds, (("pixels", "img"),), split, source)
         if source == "embedded":
             # the hub dataset the sample was taken from; the variant says what was actually used
             name, variant = "uoft-cs/cifar10", "JPEG-CIFAR-10 (embedded 2,000/500-image sample)"
         else:
-            variant = "JPEG-CIFAR-10" if _jpeg_variant(train) else "CIFAR-10"
+            variant = "JPEG-CIFAR-10" if _jpeg_variant(ev if train is None else train) else "CIFAR-10"
             name = source
         notes = []
         if variant.startswith("JPEG"):
@@ -228,30 +260,40 @@ class HandwritingTask(Task):
     name = "handwriting"
     main_metric = "reconstruction_bits_per_dim"
 
-    def build_data(self, recipe, config, cache_dir, processor_folder=None):
+    def build_data(self, recipe, config, cache_dir=None, processor_folder=None, eval_only=False):
         from vq_hf.data import load_scribblelens
+        from vq_hf.data.scribblelens import read_stand_in_marker
         from vq_hf.data.collators import LineImageCollator
         from vq_hf.models import VQVAELineImageProcessor
 
         d = recipe["data"]
         source = d["dataset_name"]
+        root = cache_root(recipe, cache_dir)
         notes = []
         if source is None:
             from vq_hf.standins.handwriting import make_handwriting_corpus
 
-            source = str(make_handwriting_corpus(pathlib.Path(cache_dir) / "synth_handwriting",
+            source = str(make_handwriting_corpus(_standin_folder(root) / "synth_handwriting",
                                                  num_lines=d["synth_size"], seed=recipe["training"]["seed"]))
-            name, variant = "synthetic-handwriting", f"stand-in handwriting lines ({d['synth_size']} lines, " \
-                                                    f"vq-hf make-handwriting-corpus)"
+            name = "synthetic-handwriting"
+        else:
+            name = source
+        # the generator marks its zips: a stand-in stays a stand-in whichever way it is passed in
+        marker = read_stand_in_marker(source)
+        if marker is None and d["dataset_name"] is None:  # generated here by a version that wrote no marker
+            marker = {"lines": d["synth_size"]}
+        if marker is not None:
+            variant = f"stand-in handwriting lines ({marker['lines']} lines, vq-hf make-handwriting-corpus)"
             notes.append("trained on a stand-in corpus of rendered handwriting lines, not on ScribbleLens")
         else:
-            name, variant = source, "ScribbleLens"
-        splits = tuple(dict.fromkeys((d["train_split"], d["eval_split"])))
-        dsd = load_scribblelens(source, splits=splits, target_height=config.image_size)
-        train = _limit(_split(dsd, d["train_split"], source), d["max_train_samples"])
+            variant = "ScribbleLens"
+        splits = (d["eval_split"],) if eval_only else tuple(dict.fromkeys((d["train_split"], d["eval_split"])))
+        dsd = load_scribblelens(source, splits=splits, target_height=config.image_size, cache_dir=root)
+        train = None if eval_only else _limit(_split(dsd, d["train_split"], source), d["max_train_samples"])
         ev = _limit(_split(dsd, d["eval_split"], source), d["max_eval_samples"])
         for split, ds in ((d["train_split"], train), (d["eval_split"], ev)):
-            _check_columns(ds, (("columns", "image"),), split, source)
+            if ds is not None:
+                _check_columns(ds, (("columns", "image"),), split, source)
         processor = VQVAELineImageProcessor(target_height=config.image_size)
         return TaskData(train=train, eval=ev,
                         train_collator=LineImageCollator(processor=processor, crop_width=d["chunk_len"], seed=0),
@@ -272,23 +314,28 @@ class SpeechTask(Task):
 
         return VQVAEForCTC(config)
 
-    def build_data(self, recipe, config, cache_dir, processor_folder=None):
+    def build_data(self, recipe, config, cache_dir=None, processor_folder=None, eval_only=False):
         import json
 
         from vq_hf.data import SpeechCollator, load_wsj
-        from vq_hf.data.wsj import read_phones
+        from vq_hf.data.wsj import _is_kaldi_dir, read_phones
 
         d = recipe["data"]
         source = d["dataset_name"]
         notes = []
         train_split, eval_split = d["train_split"], d["eval_split"]
+        root = cache_root(recipe, cache_dir)
         if source is None:
+            from filelock import FileLock
+
             from vq_hf.standins.speech import make_speech_corpus
 
             seed, n = recipe["training"]["seed"], d["synth_size"]
-            corpus = pathlib.Path(cache_dir) / f"synth_speech.{n}utts.seed{seed}"
-            if not (corpus / "corpus.json").is_file():
-                make_speech_corpus(corpus, n, seed=seed, overwrite=True)
+            corpus = _standin_folder(root) / f"synth_speech.{n}utts.seed{seed}"
+            corpus.parent.mkdir(parents=True, exist_ok=True)
+            with FileLock(str(corpus) + ".lock"):  # runs sharing the cache generate it once
+                if not (corpus / "corpus.json").is_file():
+                    make_speech_corpus(corpus, n, seed=seed, overwrite=True)
             source = str(corpus)
             name, variant = "synthetic-speech", f"stand-in speech ({n} Festival-spoken CMU ARCTIC prompts, " \
                                                  f"vq-hf make-speech-corpus)"
@@ -310,13 +357,26 @@ class SpeechTask(Task):
             if phones_file.is_file():
                 kwargs["phones"] = read_phones(phones_file)
             kwargs["feature_extractor"] = VQVAEFeatureExtractor.from_pretrained(processor_folder)
-        dsd, info = load_wsj(source, train_split=train_split, return_info=True,
-                             cache_dir=pathlib.Path(cache_dir) / "wsj_cache", **kwargs)
-        train = _limit(_split(dsd, train_split, source), d["max_train_samples"])
+        common = dict(return_info=True, allow_commands=d["allow_scp_commands"],
+                      cache_dir=None if root is None else root / "vq_hf_wsj", **kwargs)
+        fe = kwargs.get("feature_extractor")
+        if eval_only and "phones" in kwargs and fe is not None and fe.has_cmvn:
+            # the model's CMVN statistics and phone set: the evaluated split is all that is read
+            dirs = {eval_split: source} if _is_kaldi_dir(pathlib.Path(source)) else source
+            dsd, info = load_wsj(dirs, splits=[eval_split], fit_cmvn=False, **common)
+            train = None
+        else:
+            if eval_only:
+                notes.append("the model folder lacks fitted CMVN statistics or phones.txt: refitted on "
+                             f"{train_split!r}")
+            dsd, info = load_wsj(source, train_split=train_split, **common)
+            train = _limit(_split(dsd, train_split, source), d["max_train_samples"])
         ev = _limit(_split(dsd, eval_split, source), d["max_eval_samples"])
         for split, ds in ((train_split, train), (eval_split, ev)):
-            _check_columns(ds, ("input_features", "labels"), split, source)
-        _check_columns(train, ("phone_ids", "phone_starts", "phone_ends"), train_split, source)
+            if ds is not None:
+                _check_columns(ds, ("input_features", "labels"), split, source)
+        if train is not None:
+            _check_columns(train, ("phone_ids", "phone_starts", "phone_ends"), train_split, source)
         if "vocab_size" not in recipe["model"]:
             config.vocab_size = len(info.phones)  # before the model is built: the CTC head follows the data
         if config.vocab_size != len(info.phones):
