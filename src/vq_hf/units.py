@@ -639,11 +639,16 @@ def cli(argv: list[str] | None = None, *, hub_api=None) -> int:
             try:
                 dataset = _load_split(architecture, args)
             except (ValueError, FileNotFoundError, ConnectionError) as e:  # bad data: one line, no traceback
-                raise SystemExit(f"vq-hf units: data: {_one_line(_root_cause(e))}") from None
+                raise ValueError(f"data: {_one_line(_root_cause(e))}") from None
             units = extract_units(model, dataset, processor, **common)
         summary = json.loads(units.info.description)
         report = {"num_units_rows": len(units), "skipped": summary["skipped"]}
         _write_atomically(units, out, report, args.overwrite)
+    except SystemExit as err:  # the corpus loaders' one-line usage errors: exit 2 like every bad input
+        if not isinstance(err.code, str):
+            raise
+        print(err.code if err.code.startswith("vq-hf units:") else f"vq-hf units: {err.code}", file=sys.stderr)
+        return 2
     except Exception as err:  # noqa: BLE001 — a CLI ends with one line naming the cause, not a traceback
         cause = _root_cause(err)
         expected = (ValueError, OSError, RuntimeError, KeyError, TypeError)
