@@ -102,7 +102,7 @@ def test_abx_dtw_normalises_by_lengths():
 
 def test_unit_quality_dict_has_every_key():
     labels, units, speakers = _abx_corpus(lambda p, s: p)
-    out = uq.unit_quality(labels, units, frame_seconds=0.01, boundary_tolerance=2, speakers=speakers)
+    out = uq.unit_quality_metrics(labels, units, frame_seconds=0.01, boundary_tolerance=2, speakers=speakers)
     for key in ("purity", "cluster_purity", "pnmi", "nmi", "boundary_f1", "mapped_error_rate",
                 "bitrate_bits_per_second", "mean_segment_length", "used_units", "abx_within_speaker",
                 "abx_across_speaker"):

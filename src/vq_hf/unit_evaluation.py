@@ -4,7 +4,7 @@ Speech: a Kaldi data root with phone CTMs (``vq-hf make-speech-corpus`` writes t
 --ctm-output``); handwriting: a ScribbleLens-format zip with per-column alignments. Units come from
 :func:`vq_hf.units.extract_units` on whole utterances / lines and are upsampled onto the reference frames by the
 encoder's stride (``config.time_reduction``: latent t covers frames [t·s, (t+1)·s), see
-:func:`vq_hf.metrics.unit_quality.units_to_frames`). Metrics: :func:`vq_hf.metrics.unit_quality.unit_quality`.
+:func:`vq_hf.metrics.unit_quality.units_to_frames`). Metrics: :func:`vq_hf.metrics.unit_quality.unit_quality_metrics`.
 
 Reference frames: speech 10 ms feature frames (boundary tolerance ±2 frames = ±20 ms); handwriting the resized
 line's pixel columns (tolerance ±4 columns = ±1 latent; the "bitrate" is in bits per column, reported as
@@ -54,13 +54,13 @@ def _label_names(dataset, task: str) -> list[str]:
 
 
 def _score(labels: list, units: list, speakers: list | None, task: str, seed: int) -> dict[str, Any]:
-    from vq_hf.metrics.unit_quality import unit_quality
+    from vq_hf.metrics.unit_quality import unit_quality_metrics
 
     keep = [lab != None for lab in labels]  # noqa: E711 — elementwise on object arrays
     ls = [lab[k].astype(str) for lab, k in zip(labels, keep)]
     us = [u[k] for u, k in zip(units, keep)]
     tolerance = SPEECH_TOLERANCE_FRAMES if task == "speech" else 4
-    out = unit_quality(
+    out = unit_quality_metrics(
         ls, us, frame_seconds=0.01 if task == "speech" else 1.0, boundary_tolerance=tolerance, speakers=speakers,
         ignore_labels=SPEECH_IGNORED if task == "speech" else HANDWRITING_IGNORED, seed=seed,
     )
@@ -204,6 +204,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="speech: Kaldi data root (one folder per split, train included); handwriting: corpus zip")
     p.add_argument("--alignments", default=None, help="handwriting: alignment zip (default: the one in the corpus zip)")
     p.add_argument("--split", default="test")
+    p.add_argument("--cache_dir", default=None, help="root for feature caches (default: the datasets cache)")
+    p.add_argument("--allow_scp_commands", action="store_true",
+                   help="speech: run piped wav.scp entries (`sph2pipe ... |`) as shell commands (trusted corpora only)")
     p.add_argument("--output", default=None, help="also write the JSON here")
     p.add_argument("--kmeans_floor", action="store_true", help="add k-means (same K) on the input frames as a floor")
     p.add_argument("--update_results", action="store_true",

@@ -45,7 +45,7 @@ from .unit_quality import (
     nmi,
     pnmi,
     purity,
-    unit_quality,
+    unit_quality_metrics,
     units_to_frames,
     used_units,
 )
@@ -109,7 +109,7 @@ __all__ = [
     "nmi",
     "pnmi",
     "purity",
-    "unit_quality",
+    "unit_quality_metrics",
     "units_to_frames",
     "used_units",
 ]

@@ -353,7 +353,7 @@ def abx_error(
 # ---------------------------------------------------------------------------------------------- all at once
 
 
-def unit_quality(
+def unit_quality_metrics(
     labels: Sequence,
     units: Sequence,
     *,
@@ -409,7 +409,7 @@ __all__ = [
     "nmi",
     "pnmi",
     "purity",
-    "unit_quality",
+    "unit_quality_metrics",
     "units_to_frames",
     "used_units",
 ]
