@@ -105,7 +105,7 @@ def joint_counts(labels: Sequence, units: Sequence) -> tuple[np.ndarray, np.ndar
 
 def _entropy_bits(p: np.ndarray) -> float:
     p = p[p > 0]
-    return float(-(p * np.log2(p)).sum())
+    return float(-(p * np.log2(p)).sum()) + 0.0  # + 0.0: one symbol gives 0.0, not -0.0
 
 
 def _mutual_information_bits(counts: np.ndarray) -> tuple[float, float, float]:
