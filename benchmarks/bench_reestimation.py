@@ -47,9 +47,9 @@ def mixture(n, d, k, seed=0, device="cpu"):
 
 
 def _inertia(x, centroids):
-    from vq_hf.quantization.search import nearest_codes
+    from vq_hf.quantization.search import chunked_nearest_codes
 
-    _, dist = nearest_codes(x[None].float(), centroids[None].float(), use_fused=False)
+    _, dist = chunked_nearest_codes(x[None].float(), centroids[None].float())
     return float(dist.double().sum())
 
 
@@ -228,9 +228,9 @@ def run_reservoir(device: str, repeats: int, loop: bool = True) -> list[Row]:
 
 def _count_syncs(fn, device: str) -> str:
     """Host synchronisations of one call: on CUDA, whether it runs under ``torch.cuda.set_sync_debug_mode
-    ("error")``; on CPU, the operators that would sync on a GPU, counted by ``vq_hf.profiling``."""
+    ("error")``; on CPU, the operators that would sync on a GPU, counted by ``benchmarks/profiling.py``."""
     if device != "cuda":
-        from vq_hf.profiling import HostSyncCounter
+        from profiling import HostSyncCounter
 
         with HostSyncCounter() as counter:
             fn()

@@ -85,7 +85,7 @@ def make_search(n, d, k, g, device, fused):
             if not fused_search.is_available(x):
                 raise RuntimeError("fused kernel not available (needs CUDA and Triton)")
             return _precision(lambda: fused_search.fused_nearest_codes(x, cb))
-        return _precision(lambda: search.nearest_codes(x, cb, use_fused=False))
+        return _precision(lambda: search.chunked_nearest_codes(x, cb))
 
     return make
 

@@ -2,7 +2,7 @@
 
 On a GPU, small problems are bound by how many kernels are dispatched (3–5 µs each in eager PyTorch), not
 by arithmetic, and every host synchronisation stalls Python until the GPU queue drains. This counts, with
-``vq_hf.profiling`` (a TorchDispatchMode: the ATen operators the code calls, forward and backward, after
+``benchmarks/profiling.py`` (a TorchDispatchMode: the ATen operators the code calls, forward and backward, after
 decomposition; views, metadata changes and bare allocations excluded), for: the quantizer's forward +
 backward (vanilla / EMA × batch norm), k-means++ seeding (per centre and for K = 2,048 centres, with the
 default batched rounds and with one centre per round) and one reservoir insert.
@@ -35,7 +35,7 @@ import tempfile
 
 import torch
 
-from vq_hf.profiling import count_kernel_ops
+from profiling import count_kernel_ops
 from vq_hf.quantization import search
 
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything vq-hf needs on a fresh Debian machine (Python 3.11, root): the Debian packages the
 # stand-in corpus generators use (Festival voices, handwriting fonts, the Dutch word list), the CPU
-# build of torch, then this package with its test extras.
+# build of torch, then this package with all its extras (training, speech, stand-ins, benchmarks, tests).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if command -v apt-get >/dev/null 2>&1; then
@@ -15,4 +15,4 @@ fi
 python3 -m pip install -q --upgrade pip >/dev/null 2>&1 || true
 # The CPU wheel first, so that nothing below can pull a CUDA build.
 python3 -m pip install -q torch==2.13.0
-python3 -m pip install -q -e ".[test]"
+python3 -m pip install -q -e ".[all]"

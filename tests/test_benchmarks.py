@@ -101,3 +101,22 @@ def test_reference_reservoir_loop_is_algorithm_r():
 def test_run_all_rejects_unknown_benchmark():
     with pytest.raises(SystemExit):
         run_all.main(["--device", "cpu", "--only", "vq,nope"])
+
+
+def test_tiny_collapse_run_writes_table_json_and_figure(tmp_path):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("collapse_run", BENCH / "collapse" / "run.py")
+    collapse = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(collapse)
+    sample = pathlib.Path(__file__).resolve().parents[1] / "src" / "vq_hf" / "data" / "cifar10_sample"
+    out = tmp_path / "collapse"
+    collapse.main(["--seeds", "1", "--steps", "4", "--methods", "vanilla,ours+revival,fsq", "--data", str(sample),
+                   "--train_images", "64", "--test_images", "32", "--warmup", "1", "--reestimate_every", "2",
+                   "--log_every", "2", "--output", str(out)])
+    table = (tmp_path / "collapse.md").read_text()
+    assert all(f"| {m} |" in table for m in ("vanilla", "ours+revival", "fsq"))
+    runs = json.loads((tmp_path / "collapse.json").read_text())["runs"]
+    assert len(runs) == 3 and all(0 <= r["dead_fraction"] <= 1 and r["test_mse"] > 0 for r in runs)
+    with pytest.raises(SystemExit, match="unknown method"):
+        collapse.main(["--methods", "vanilla,lfq", "--data", str(sample), "--output", str(out)])

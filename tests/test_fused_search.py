@@ -69,6 +69,30 @@ def _cases():
 _CHILD = r"""
 import sys, torch
 from vq_hf.quantization import fused_search
+
+# Count kernel launches and torch-fallback searches, so that the parent can tell the kernel really served a
+# call (a silent fallback would make every triton-vs-torch comparison below compare torch with itself).
+class _Counting:
+    def __init__(self, kernel):
+        self.kernel, self.launches = kernel, 0
+
+    def __getitem__(self, grid):
+        launch = self.kernel[grid]
+
+        def counted(*args, **kwargs):
+            self.launches += 1
+            return launch(*args, **kwargs)
+
+        return counted
+
+fused_search._JIT_KERNEL = kernel = _Counting(fused_search._JIT_KERNEL)
+fallbacks = []
+_fallback = fused_search._torch_fallback
+fused_search._torch_fallback = lambda *a, **k: fallbacks.append(1) or _fallback(*a, **k)
+
+def calls():
+    return dict(launches=kernel.launches, fallbacks=len(fallbacks))
+
 cases = torch.load(sys.argv[1])
 out = {}
 for name, c in cases.items():
@@ -90,6 +114,7 @@ out["weighted"] = dict(codes=codes, counts=counts, sums=sums)
 from vq_hf.quantization import VectorQuantizer
 for qt in ("vanilla", "ema"):
     for backend in ("torch", "triton"):
+        before = calls()
         torch.manual_seed(0)
         vq = VectorQuantizer(16, 24, num_codebooks=2, quantizer_type=qt, batch_norm=True, seed=3,
                              search_backend=backend).train()
@@ -100,15 +125,21 @@ for qt in ("vanilla", "ema"):
             o = vq(x, mask=mask)
             ((o.quantized * torch.randn(5, 13, 16)).sum() + o.loss).backward()
             record.append(dict(codes=o.codes, quantized=o.quantized.detach(), loss=o.loss.detach(), grad=x.grad))
-        out[f"quantizer_{qt}_{backend}"] = dict(steps=record, state={k: v.clone() for k, v in vq.state_dict().items()})
+        after = calls()
+        out[f"quantizer_{qt}_{backend}"] = dict(steps=record, state={k: v.clone() for k, v in vq.state_dict().items()},
+                                               calls={k: after[k] - before[k] for k in after})
 
 # k-means: Lloyd steps through the kernel (assignment + cluster statistics in its epilogue) vs the torch path.
 from vq_hf.quantization import kmeans
 gen = torch.Generator().manual_seed(9)
 points = torch.cat([3.0 * torch.randn(1, 16, generator=gen) + torch.randn(40, 16, generator=gen) for _ in range(30)])
 for backend in ("torch", "triton"):
+    before = calls()
     r = kmeans(points, 24, max_iters=30, generator=torch.Generator().manual_seed(5), search_backend=backend)
-    out[f"kmeans_{backend}"] = dict(centroids=r.centroids, inertia=r.inertia, iterations=r.iterations)
+    after = calls()
+    out[f"kmeans_{backend}"] = dict(centroids=r.centroids, inertia=r.inertia, iterations=r.iterations,
+                                    calls={k: after[k] - before[k] for k in after})
+out["calls"] = calls()
 torch.save(out, sys.argv[2])
 """
 
@@ -184,6 +215,7 @@ def test_interpreted_gather_and_ema_statistics(interpreted):
 
 def test_interpreted_contract_and_empty(interpreted):
     cases, out = interpreted
+    assert out["calls"]["fallbacks"] == 0  # every fused call of the child ran the kernel
     assert torch.equal(out["contract"]["codes"], out["tails"]["codes"])
     assert torch.equal(out["contract"]["distances"], out["tails"]["distances"])
     assert out["empty"]["codes"].shape == (2, 0) and out["empty"]["distances"].shape == (2, 0)
@@ -210,6 +242,9 @@ def test_quantizer_on_the_triton_backend_matches_the_torch_backend(interpreted, 
     the kernel's epilogue, BN and usage buffers) agree over three masked training steps with 2 codebooks."""
     _, out = interpreted
     ref, fused = out[f"quantizer_{quantizer_type}_torch"], out[f"quantizer_{quantizer_type}_triton"]
+    # The kernel served each of the three training forwards (no silent fallback); the torch backend never.
+    assert fused["calls"] == {"launches": 3, "fallbacks": 0}
+    assert ref["calls"] == {"launches": 0, "fallbacks": 0}
     for r, f in zip(ref["steps"], fused["steps"]):
         assert torch.equal(r["codes"], f["codes"])
         assert torch.equal(r["quantized"], f["quantized"])
@@ -223,6 +258,9 @@ def test_quantizer_on_the_triton_backend_matches_the_torch_backend(interpreted, 
 def test_kmeans_lloyd_steps_through_the_kernel_match_the_torch_path(interpreted):
     _, out = interpreted
     ref, fused = out["kmeans_torch"], out["kmeans_triton"]
+    # One launch per Lloyd iteration at least (assignment + statistics), none on the torch path, no fallback.
+    assert fused["calls"]["launches"] >= fused["iterations"] and fused["calls"]["fallbacks"] == 0
+    assert ref["calls"] == {"launches": 0, "fallbacks": 0}
     assert fused["iterations"] == ref["iterations"]
     torch.testing.assert_close(fused["centroids"], ref["centroids"], rtol=1e-5, atol=1e-5)
     assert abs(fused["inertia"] / ref["inertia"] - 1) < 1e-6
@@ -230,13 +268,15 @@ def test_kmeans_lloyd_steps_through_the_kernel_match_the_torch_path(interpreted)
 
 def test_backend_selection_errors_name_the_cause():
     from vq_hf.quantization import VectorQuantizer
-    from vq_hf.quantization.search import use_fused_search
+    from vq_hf.quantization import select_search
 
     x = torch.randn(1, 4, 8)
-    assert use_fused_search(x, "torch") is False
-    assert use_fused_search(x, "auto") is False  # CPU tensors: the torch path
+    assert select_search(x, "torch").accumulates_statistics is False
+    assert select_search(x, "auto").accumulates_statistics is False  # CPU tensors: the torch path
     with pytest.raises(ValueError, match="search backend must be one of"):
-        use_fused_search(x, "cuda")
+        select_search(x, "cuda")
+    with pytest.raises(ValueError, match="does not accumulate statistics"):
+        select_search(x, "torch")(x, torch.randn(1, 3, 8), counts=torch.zeros(1, 3), sums=torch.zeros(1, 3, 8))
     with pytest.raises(ValueError, match="search_backend"):
         VectorQuantizer(8, 4, search_backend="fast")
     from vq_hf.quantization import kmeans

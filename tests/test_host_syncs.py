@@ -1,4 +1,4 @@
-"""Host↔device synchronisations, checked on CPU with vq_hf.profiling.HostSyncCounter.
+"""Host↔device synchronisations, checked on CPU with benchmarks/profiling.py's HostSyncCounter.
 
 The quantizer promises that a normal training step (after the first forward, not a re-estimation step)
 issues no host sync with ``check_finite=False`` and exactly one — the NaN/Inf check — with the default
@@ -16,10 +16,11 @@ import numpy as np
 import pytest
 import torch
 
-from vq_hf.profiling import HostSyncCounter, count_kernel_ops
 from vq_hf.quantization import Reservoir, VectorQuantizer, kmeans, kmeans_plusplus, set_update_boundary
 
 BENCH = pathlib.Path(__file__).resolve().parents[1] / "benchmarks"
+sys.path.insert(0, str(BENCH))  # the profiling tool is a development tool, not part of the installed package
+from profiling import HostSyncCounter, count_kernel_ops  # noqa: E402
 
 
 # ----------------------------------------------------------------------------- the counter itself

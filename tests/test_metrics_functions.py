@@ -164,7 +164,10 @@ def test_ctc_greedy_decode_collapses_then_drops_blanks():
     assert ctc_greedy_decode(logits.log_softmax(-1)) == [[1, 1, 2, 3], [4]]
     # frames beyond the length are ignored
     assert ctc_greedy_decode(logits, torch.tensor([4, 1])) == [[1, 1], []]
-    assert ctc_greedy_decode(logits.numpy(), [9, 9], blank=0) == [[1, 1, 2, 3], [4]]
+    assert ctc_greedy_decode(logits.numpy(), [9, 9], blank_id=0) == [[1, 1, 2, 3], [4]]
+    # frame ids already argmax-ed decode the same; another blank id drops that label instead
+    assert ctc_greedy_decode(torch.tensor(frames)) == ctc_greedy_decode(np.array(frames)) == [[1, 1, 2, 3], [4]]
+    assert ctc_greedy_decode(torch.tensor(frames), blank_id=4) == [[1, 0, 1, 2, 0, 3], [0, 0]]
     with pytest.raises(ValueError, match="lengths"):
         ctc_greedy_decode(logits, [10, 1])
     with pytest.raises(ValueError, match=r"\(B, T, C\)"):

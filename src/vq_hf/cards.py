@@ -61,7 +61,9 @@ RESULTS_FILE = "results.json"
 README_FILE = "README.md"
 DEFAULT_IGNORE_PATTERNS = ("checkpoints/*", "logs/*", "runs/*", "*.pkl", "optimizer.bin", "scheduler.bin")
 
-TASKS = {
+# What a model card says about each task (pipeline tag, model class, descriptions); the task names themselves are
+# training_utils's.
+TASK_CARDS = {
     "cifar10": {
         "task_type": "image-to-image",
         "task_name": "Image reconstruction (VQ-VAE)",
@@ -219,8 +221,8 @@ def validate_results(results: dict) -> None:
     if not isinstance(results, dict):
         raise ValueError(f"results: expected a dict (the content of results.json), got {type(results).__name__}")
     task = _require(results, "task", "results", str)
-    if task not in TASKS:
-        raise ValueError(f"results: field 'task' must be one of {sorted(TASKS)}, got {task!r}")
+    if task not in TASK_CARDS:
+        raise ValueError(f"results: field 'task' must be one of {sorted(TASK_CARDS)}, got {task!r}")
     for key in ("dataset", "data_variant", "split"):
         _require(results, key, "results", str)
     for key in ("metrics", "metrics_polyak"):
@@ -325,14 +327,16 @@ def _metric_rows(results: dict) -> tuple[list[dict], bool]:
     return rows, bool(polyak)
 
 
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
-
-
 def _dataset_id(results: dict) -> tuple[str, bool]:
     """(identifier for the metadata, whether it looks like a Hub dataset id). Free text becomes a slug."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
     name = results["dataset"].strip()
-    if _HUB_ID.match(name) and len(name) <= 96:
+    try:
+        validate_repo_id(name)
         return name, True
+    except HFValidationError:
+        pass
     slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:64].rstrip("-")
     return slug or results["task"], False
 
@@ -340,7 +344,7 @@ def _dataset_id(results: dict) -> tuple[str, bool]:
 def _eval_results(results: dict) -> tuple[list, list[str]]:
     from huggingface_hub import EvalResult
 
-    task = TASKS[results["task"]]
+    task = TASK_CARDS[results["task"]]
     common = dict(
         task_type=task["task_type"],
         task_name=task["task_name"],
@@ -398,7 +402,7 @@ def build_model_card(
     validate_results(results)
     training_config = dict(training_config or {})
     task_key = results["task"]
-    task = TASKS[task_key]
+    task = TASK_CARDS[task_key]
     model_info = results.get("model") or {}
     training = results["training"]
 

@@ -34,19 +34,17 @@ from vq_hf.metrics import (
     uniform_rate_bits,
 )
 from vq_hf.metrics.bits import LN2
+from vq_hf.quantization import code_histogram
 
 
 def _per_example_histogram(codes: torch.Tensor, mask: torch.Tensor | None, codebook_size: int) -> torch.Tensor:
-    """codes (B, ..., G) → (B, G, K) float32 counts of each example's real positions (scatter, no one-hot)."""
+    """codes (B, ..., G) → (B, G, K) float32 counts of each example's real positions."""
     b, g = codes.shape[0], codes.shape[-1]
-    flat = codes.reshape(b, -1, g).long()  # (B, P, G)
-    w = torch.ones(flat.shape[:2], dtype=torch.float32, device=codes.device)
+    rows = codes.reshape(b, -1, g).long().permute(0, 2, 1).reshape(b * g, -1)  # (B·G, P): one row per histogram
+    w = None
     if mask is not None:
-        w = mask.reshape(b, -1).to(torch.float32)
-    hist = torch.zeros(b, g, codebook_size, dtype=torch.float32, device=codes.device)
-    idx = flat.permute(0, 2, 1)  # (B, G, P)
-    hist.scatter_add_(2, idx, w[:, None, :].expand(-1, g, -1).contiguous())
-    return hist
+        w = mask.reshape(b, 1, -1).to(torch.float32).expand(b, g, -1).reshape(b * g, -1)
+    return code_histogram(rows, codebook_size, w).view(b, g, codebook_size)
 
 
 def _gather(accelerator, t: torch.Tensor) -> torch.Tensor:
@@ -92,7 +90,7 @@ def evaluate_model(model, dataloader, task: str, accelerator=None, max_batches: 
         n_examples += int(_gather(accelerator, torch.ones(bsz, device=device)).sum())
 
         if task == "speech":
-            hyps = ctc_greedy_decode(out.logits.float(), out.output_lengths, cfg.ctc_blank_id)
+            hyps = ctc_greedy_decode(out.logits.float(), out.output_lengths, blank_id=cfg.ctc_blank_id)
             refs = [[int(x) for x in row if x != -100] for row in batch["labels"].tolist()]
             per_ex = torch.tensor([edit_distance_counts([h], [r]) for h, r in zip(hyps, refs)],
                                   dtype=torch.long, device=device).reshape(-1, 2)

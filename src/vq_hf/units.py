@@ -42,6 +42,8 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import torch
 
+from ._extras import require
+
 logger = logging.getLogger("vq_hf.units")
 
 # Batch keys that are targets or bookkeeping, never encoder inputs (used when ``encode`` takes **kwargs).
@@ -124,7 +126,7 @@ def _default_collator(model: torch.nn.Module, processor: Any) -> Callable:
 
 
 def _features(num_codebooks: int, dedup: bool):
-    import datasets
+    datasets = require("datasets", "train", "the units dataset")
 
     code = datasets.Value("int32")
     feats = {
@@ -280,8 +282,8 @@ def extract_units(
         in this module's docstring; ``info.description`` holds a JSON summary (codebook size, counts, and the
         skipped inputs as ``[{"path", "reason"}]``).
     """
-    import datasets
-    from tqdm.auto import tqdm
+    datasets = require("datasets", "train", "the units dataset")
+    tqdm = require("tqdm.auto", "train", "progress bars").tqdm
 
     from vq_hf.unit_inputs import _is_dataset, input_handler, raw_items
 
@@ -461,7 +463,7 @@ def _load_processor(path: str, architecture: str):
 def _load_column_dataset(name: str, split: str | None):
     """Any ``datasets`` dataset: a ``save_to_disk`` folder, or whatever ``load_dataset`` takes (Hub id, local
     folder such as an audiofolder/imagefolder, a loading script...); one split of it."""
-    import datasets
+    datasets = require("datasets", "train", "loading a datasets dataset")
 
     path = Path(name)
     if path.is_dir() and ((path / "dataset_dict.json").is_file() or (path / "state.json").is_file()):
@@ -487,7 +489,7 @@ def push_units(folder: str | os.PathLike, repo_id: str, *, api=None, private: bo
     """
     import tempfile
 
-    import datasets
+    datasets = require("datasets", "train", "the units dataset")
 
     if api is None:
         from huggingface_hub import HfApi

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .._extras import require
 from ..hub import HUB_ID
 
 CIFAR10_CLASSES = (
@@ -176,7 +177,7 @@ def load_cifar10(
         FileNotFoundError / ValueError naming the source, split, column or row that is wrong; ConnectionError
         when a hub id cannot be reached (e.g. offline).
     """
-    import datasets
+    datasets = require("datasets", "train", "loading CIFAR-10")
     import torch
 
     kind, resolved = _resolve_source(source)
@@ -249,7 +250,7 @@ def load_cifar10(
 
 def _check_parquet_files(files: dict[str, list[str]]) -> None:
     """Readable parquet and non-empty splits, checked from the footers before datasets builds anything."""
-    import pyarrow.parquet as pq
+    pq = require("pyarrow.parquet", "train", "reading CIFAR-10 parquet files")
 
     for split, paths in files.items():
         rows = 0
@@ -263,7 +264,7 @@ def _check_parquet_files(files: dict[str, list[str]]) -> None:
 
 
 def _normalise_split(ds, name: str):
-    import datasets
+    datasets = require("datasets", "train", "loading CIFAR-10")
 
     if len(ds) == 0:
         raise ValueError(f"load_cifar10: split {name!r} is empty")

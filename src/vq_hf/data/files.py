@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from vq_hf._extras import require
+
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif", ".au", ".snd", ".w64", ".caf")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".webp", ".pgm", ".ppm", ".pbm")
 _GLOB_CHARS = set("*?[")
@@ -80,7 +82,7 @@ def find_input_files(paths: list[str | os.PathLike], suffixes: tuple[str, ...]) 
 
 
 def _resample(wave: np.ndarray, rate: int, target_rate: int) -> np.ndarray:
-    import soxr
+    soxr = require("soxr", "speech", "resampling audio")
 
     # soxr's default "HQ" quality; float32 in, float32 out
     return soxr.resample(wave, rate, target_rate).astype(np.float32, copy=False)
@@ -92,7 +94,7 @@ def read_audio(source: str | os.PathLike | bytes, target_rate: int, name: str | 
     Channels are averaged; a different rate is resampled with soxr. Raises :class:`BadInputError` when the
     file cannot be decoded, holds no samples, or holds NaN/Inf samples.
     """
-    import soundfile as sf
+    sf = require("soundfile", "speech", "reading audio files")
 
     name = str(name if name is not None else source)
     try:

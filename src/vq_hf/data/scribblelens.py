@@ -31,6 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .._extras import require
+
 logger = logging.getLogger(__name__)
 
 CORPUS_ROOT = "scribblelens.corpus.v1"
@@ -448,7 +450,7 @@ def load_scribblelens(
         Formatted with ``set_format("torch", columns=["columns"], dtype=torch.uint8, output_all_columns=True)``
         (``columns`` a uint8 tensor, the rest plain Python); batch with :class:`vq_hf.data.LineImageCollator`.
     """
-    import datasets
+    datasets = require("datasets", "train", "loading ScribbleLens")
     import torch
 
     if on_error not in {"skip", "raise"}:

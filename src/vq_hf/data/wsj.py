@@ -67,6 +67,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .._extras import require
 from ..models.vqvae_speech.feature_extraction_vqvae_speech import VQVAEFeatureExtractor
 
 logger = logging.getLogger(__name__)
@@ -323,7 +324,7 @@ class _AudioReader:
     def _recording(self, reco: str) -> np.ndarray:
         if self._cached is not None and self._cached[0] == reco:
             return self._cached[1]
-        import kaldiio
+        kaldiio = require("kaldiio", "speech", "reading Kaldi archives")
 
         rxfile = self.dir.rxfiles[reco]
         try:
@@ -360,7 +361,7 @@ class _AudioReader:
 
 def _load_features(kaldi_dir: KaldiDir, utt: str, extractor: VQVAEFeatureExtractor, reader: _AudioReader) -> np.ndarray:
     if kaldi_dir.source == "feats":
-        import kaldiio
+        kaldiio = require("kaldiio", "speech", "reading Kaldi archives")
 
         rxfile = kaldi_dir.rxfiles[utt]
         try:
@@ -434,7 +435,8 @@ def _split_records(
 
 
 def _features_spec(phones: list[str]):
-    from datasets import Array2D, ClassLabel, Features, List, Value
+    ds = require("datasets", "train", "loading WSJ")
+    Array2D, ClassLabel, Features, List, Value = ds.Array2D, ds.ClassLabel, ds.Features, ds.List, ds.Value
 
     label = ClassLabel(names=phones)
     return Features(
@@ -585,7 +587,7 @@ def load_wsj(
     Returns:
         ``datasets.DatasetDict`` with ``set_format("torch")``; with ``return_info`` also a :class:`WSJLoadInfo`.
     """
-    import datasets
+    datasets = require("datasets", "train", "loading WSJ")
 
     dirs = _resolve_dirs(data_dirs)
     if not dirs:
@@ -716,7 +718,7 @@ def _build(folder, dirs, ali_paths, ali_spec, frame_shift, extractor, base_confi
            fit_cmvn=True, allow_commands=False):
     import sys
 
-    import datasets
+    datasets = require("datasets", "train", "loading WSJ")
 
     kaldi_dirs = {split: read_kaldi_dir(d, options["features"], allow_commands) for split, d in dirs.items()}
     commands = [(kd, n, c) for kd in kaldi_dirs.values() for n, c in kd.commands]

@@ -7,7 +7,7 @@
 * :mod:`.unit_quality` — how well discrete units follow reference labels: purity, PNMI, NMI, boundary F1, mapped
   error rate, bitrate, ABX within / across speakers (``vq-hf unit-quality``).
 
-The same numbers are available as local ``evaluate`` modules (``evaluate`` is an optional dependency,
+The same numbers are available as local ``evaluate`` modules (``evaluate`` comes with ``vq-hf[train]``,
 imported only inside those files)::
 
     import evaluate

@@ -20,7 +20,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import torch
 
+from ..quantization.metrics import code_histogram
 from ._arrays import check_range, codes_2d, to_numpy
 
 
@@ -38,11 +40,8 @@ def code_counts(codes: Any, codebook_size: int, *, mask: Any = None) -> np.ndarr
     """
     c2 = codes_2d(codes, mask)
     check_range(c2, codebook_size)
-    k = int(codebook_size)
-    out = np.zeros((c2.shape[1], k), dtype=np.int64)
-    for g in range(c2.shape[1]):
-        out[g] = np.bincount(c2[:, g], minlength=k)
-    return out
+    rows = torch.from_numpy(np.ascontiguousarray(c2.T))  # (num_codebooks, num_positions)
+    return code_histogram(rows, int(codebook_size), dtype=torch.int64).numpy()
 
 
 @dataclass

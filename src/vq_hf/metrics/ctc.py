@@ -12,7 +12,7 @@ import numpy as np
 from ._arrays import to_numpy
 
 
-def ctc_greedy_decode(log_probs: Any, lengths: Any = None, blank: int = 0) -> list[list[int]]:
+def ctc_greedy_decode(log_probs: Any, lengths: Any = None, blank_id: int = 0) -> list[list[int]]:
     """Best-path decoding: argmax per frame, collapse repeated labels, then drop blanks.
 
     Repeats are merged *before* blanks are removed, so ``a a ∅ a`` decodes to ``a a`` (a blank separates
@@ -20,26 +20,32 @@ def ctc_greedy_decode(log_probs: Any, lengths: Any = None, blank: int = 0) -> li
 
     Args:
         log_probs: ``(B, T, C)`` scores per frame (log-probabilities or logits; only the argmax is used),
-            a torch tensor or numpy array.
+            or ``(B, T)`` frame label ids already argmax-ed; a torch tensor or numpy array.
         lengths: ``(B,)`` number of valid frames per row (frames at or beyond it are ignored); ``None``
             means all ``T`` frames are valid.
-        blank: index of the CTC blank (0 in vq_hf's CTC head).
+        blank_id: index of the CTC blank (0 in vq_hf's CTC head; the config's ``ctc_blank_id``).
 
     Returns:
         One list of label ids per row.
     """
-    if hasattr(log_probs, "detach"):  # argmax on the tensor's own device, then move only (B, T) ints
-        if log_probs.dim() != 3:
-            raise ValueError(f"log_probs: expected shape (B, T, C), got {tuple(log_probs.shape)}")
+    if hasattr(log_probs, "detach"):
+        ndim, integer = log_probs.dim(), not (log_probs.is_floating_point() or log_probs.is_complex())
+    else:
+        log_probs = np.asarray(log_probs)
+        ndim, integer = log_probs.ndim, np.issubdtype(log_probs.dtype, np.integer)
+    if not (ndim == 3 or (ndim == 2 and integer)):
+        raise ValueError(
+            f"log_probs: expected shape (B, T, C) scores or (B, T) integer ids, got {tuple(log_probs.shape)}"
+        )
+    if ndim == 2:
+        best = to_numpy(log_probs).astype(np.int64)
+    elif hasattr(log_probs, "detach"):  # argmax on the tensor's own device, then move only (B, T) ints
         best = to_numpy(log_probs.argmax(dim=-1))
     else:
-        arr = to_numpy(log_probs)
-        if arr.ndim != 3:
-            raise ValueError(f"log_probs: expected shape (B, T, C), got {tuple(arr.shape)}")
-        best = arr.argmax(axis=-1)
+        best = to_numpy(log_probs).argmax(axis=-1)
     b, t = best.shape
-    if not 0 <= blank < (log_probs.shape[-1]):
-        raise ValueError(f"blank={blank} is not a valid class index for C={log_probs.shape[-1]}")
+    if ndim == 3 and not 0 <= blank_id < log_probs.shape[-1]:
+        raise ValueError(f"blank_id={blank_id} is not a valid class index for C={log_probs.shape[-1]}")
     if lengths is None:
         lens = np.full((b,), t, dtype=np.int64)
     else:
@@ -51,5 +57,5 @@ def ctc_greedy_decode(log_probs: Any, lengths: Any = None, blank: int = 0) -> li
     valid = np.arange(t)[None, :] < lens[:, None]
     changed = np.ones_like(best, dtype=bool)
     changed[:, 1:] = best[:, 1:] != best[:, :-1]
-    keep = valid & changed & (best != blank)
+    keep = valid & changed & (best != blank_id)
     return [best[i][keep[i]].tolist() for i in range(b)]

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Sequence
 
-import editdistance
 import numpy as np
 
+from .._extras import require
 from ._arrays import to_numpy
 
 
@@ -50,6 +50,7 @@ def edit_distance_counts(predictions: Any, references: Any) -> tuple[int, int]:
     refs = _as_sequences(references, "references")
     if len(preds) != len(refs):
         raise ValueError(f"got {len(preds)} predictions but {len(refs)} references")
+    editdistance = require("editdistance", "speech", "the phone error rate")
     errors = sum(int(editdistance.eval(p, r)) for p, r in zip(preds, refs))
     return errors, sum(len(r) for r in refs)
 

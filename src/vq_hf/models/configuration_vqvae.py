@@ -26,6 +26,7 @@ from typing import Any
 from transformers import PretrainedConfig
 
 from ..quantization import VectorQuantizer, check_quantizer_options
+from ..quantization.factory import code_layout
 
 LEGACY_MODEL_TYPE = "vq_hf_vqvae"
 # the 0.1.0 `architecture` values (now each family's task name) → family config module and class
@@ -74,7 +75,8 @@ class VQVAEConfig(PretrainedConfig, metaclass=_DispatchingConfigType):
             baseline); `encode`/`decode_codes` then raise.
         quantizer (`dict`): keyword arguments of :func:`vq_hf.quantization.build_quantizer` (those of
             :class:`vq_hf.quantization.VectorQuantizer`, without `dim` and `channel_first`, which the model
-            sets; plus an optional `family`). Stored unchanged; validated by the quantizer's own checks.
+            sets; plus an optional `family`: `"residual"` takes those of `ResidualVectorQuantizer`, `"fsq"`
+            those of `FiniteScalarQuantizer`). Stored unchanged; validated by the quantizer's own checks.
     """
 
     model_type = LEGACY_MODEL_TYPE
@@ -133,11 +135,12 @@ class VQVAEConfig(PretrainedConfig, metaclass=_DispatchingConfigType):
 
     @property
     def num_codebooks(self) -> int:
-        return self.quantizer_options()["num_codebooks"]
+        """Codes per latent position (the last axis of `codes`): codebooks, residual levels, 1 for FSQ."""
+        return code_layout(self.quantizer_options())[0]
 
     @property
     def codebook_size(self) -> int:
-        return self.quantizer_options()["codebook_size"]
+        return code_layout(self.quantizer_options())[1]
 
     @property
     def codebook_dim(self) -> int:

@@ -1,7 +1,8 @@
 """Fused nearest-code search (Triton): distance + argmin in one pass, never writing the N×K matrix.
 
-`search.py` is the reference and the CPU / no-Triton path; it imports this module lazily on CUDA and calls
-:func:`fused_nearest_codes` when :func:`is_available` says yes. Both return the same thing:
+`search.py` is the reference and the CPU / no-Triton path (and this module's fallback);
+:func:`vq_hf.quantization.backend.select_search` imports this module lazily and sends CUDA tensors here when
+:func:`is_available` says yes. Both return the same thing:
 
     codes      (G, N) int64    index of the nearest codeword of each vector in its group's codebook
     distances  (G, N) float32  squared Euclidean distance ‖x − e_code‖² to that codeword
@@ -35,7 +36,8 @@ logic on machines without a GPU (tests/test_fused_search.py runs it in a subproc
 
 A tile configuration that fails to compile on some GPU / Triton pair (e.g. too much shared memory) makes
 :func:`fused_nearest_codes` warn once and serve those shapes with search.py's torch path; the environment
-variable ``VQ_HF_DISABLE_FUSED=1`` turns the kernel off entirely. ``benchmarks/compile_fused_kernel.py``
+variable ``VQ_HF_DISABLE_FUSED=1`` keeps ``search_backend="auto"`` off the kernel (an explicit
+``search_backend="triton"`` still runs it: that is how the tests compare the two). ``benchmarks/compile_fused_kernel.py``
 compiles every configuration ahead of time for a given architecture without a GPU.
 """
 
@@ -48,6 +50,9 @@ from dataclasses import dataclass
 from typing import Optional
 
 import torch
+
+from .search import chunked_nearest_codes
+from .updates import ema_accumulate_
 
 __all__ = [
     "FusedSearchOutput",
@@ -428,8 +433,6 @@ def fused_nearest_codes(
             )
     codes, distances = _torch_fallback(x, codebook)
     if counts is not None:
-        from .updates import ema_accumulate_  # noqa: PLC0415 - only this rare fallback needs it
-
         w = torch.ones(x.shape[1], dtype=torch.float32, device=x.device) if weights is None else weights
         ema_accumulate_(counts, sums, x, codes, w)
     return codes, distances
@@ -445,6 +448,4 @@ def _is_compile_error(err: BaseException) -> bool:
 
 
 def _torch_fallback(x: torch.Tensor, codebook: torch.Tensor):
-    from .search import nearest_codes
-
-    return nearest_codes(x, codebook, use_fused=False)
+    return chunked_nearest_codes(x, codebook)

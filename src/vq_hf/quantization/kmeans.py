@@ -53,7 +53,8 @@ from dataclasses import dataclass
 
 import torch
 
-from .search import DEFAULT_SEARCH_MEMORY_MB, fused_nearest_codes, nearest_codes, use_fused_search
+from .backend import NearestCodeSearch, select_search
+from .search import DEFAULT_SEARCH_MEMORY_MB
 
 __all__ = ["KMeansResult", "default_centers_per_round", "kmeans", "kmeans_plusplus", "seeding_rounds"]
 
@@ -268,13 +269,14 @@ def _lloyd(
     max_iters: int,
     tol_abs: float,
     memory_mb: float,
-    search_backend: str = "auto",
+    search: NearestCodeSearch | None = None,
 ) -> tuple[torch.Tensor, float, int, bool, int]:
+    search = select_search(x) if search is None else search
     N, D = x.shape
     k = centers.shape[0]
     m = min(k, N)
     ones = torch.ones(N, dtype=x.dtype, device=x.device)
-    fused = use_fused_search(x, search_backend)
+    fused = search.accumulates_statistics
     converged = False
     iterations = 0
     reseeded = torch.zeros((), dtype=torch.long, device=x.device)
@@ -284,9 +286,9 @@ def _lloyd(
         sums = torch.zeros(1, k, D, dtype=x.dtype, device=x.device)
         if fused:
             # One kernel: assignment + per-cluster counts and sums in its epilogue (no index_add passes).
-            codes, dist = fused_nearest_codes(x.unsqueeze(0), centers.unsqueeze(0), counts=counts, sums=sums)
+            codes, dist = search(x.unsqueeze(0), centers.unsqueeze(0), counts=counts, sums=sums)
         else:
-            codes, dist = nearest_codes(x.unsqueeze(0), centers.unsqueeze(0), memory_mb=memory_mb, use_fused=False)
+            codes, dist = search(x.unsqueeze(0), centers.unsqueeze(0), memory_mb=memory_mb)
             sums[0].index_add_(0, codes[0], x)
             counts[0].index_add_(0, codes[0], ones)
         codes, dist, counts, sums = codes[0], dist[0], counts[0], sums[0]
@@ -302,10 +304,7 @@ def _lloyd(
         if float(shift) <= tol_abs:
             converged = True
             break
-    if fused:
-        _, dist = fused_nearest_codes(x.unsqueeze(0), centers.unsqueeze(0))
-    else:
-        _, dist = nearest_codes(x.unsqueeze(0), centers.unsqueeze(0), memory_mb=memory_mb, use_fused=False)
+    _, dist = search(x.unsqueeze(0), centers.unsqueeze(0), memory_mb=memory_mb)
     inertia = float(dist.sum())
     return centers, inertia, iterations, converged, int(reseeded)
 
@@ -335,7 +334,8 @@ def kmeans(
         memory_mb: distance-block budget for the chunked search.
         centers_per_round: centres per k-means++ seeding round (see :func:`kmeans_plusplus`); ``None`` picks
             :func:`default_centers_per_round`, 1 is scikit-learn's one-centre-at-a-time seeding.
-        search_backend: the Lloyd steps' assignment (:data:`vq_hf.quantization.search.SEARCH_BACKENDS`):
+        search_backend: the Lloyd steps' assignment (:data:`vq_hf.quantization.search.SEARCH_BACKENDS`, chosen
+            by :func:`vq_hf.quantization.backend.select_search`):
             with the fused Triton kernel ("auto" on CUDA) one kernel per iteration assigns the points and
             accumulates the cluster counts and sums; otherwise the chunked search and two ``index_add_``.
     """
@@ -352,7 +352,7 @@ def kmeans(
     if tol < 0:
         raise ValueError(f"kmeans: tol must be >= 0, got {tol}")
     _check_centers_per_round("kmeans", centers_per_round)
-    use_fused_search(x, search_backend)  # an unknown or unusable backend fails before any work
+    search = select_search(x, search_backend)  # an unknown or unusable backend fails before any work
     with torch.autocast(device_type=x.device.type, enabled=False):
         x = x.float().contiguous()
         if not bool(torch.isfinite(x).all()):
@@ -362,7 +362,7 @@ def kmeans(
         reseeded_total = 0
         for _ in range(n_init):
             seeds = kmeans_plusplus(x, k, generator=generator, centers_per_round=centers_per_round)
-            centers, inertia, iters, converged, reseeded = _lloyd(x, seeds, max_iters, tol_abs, memory_mb, search_backend)
+            centers, inertia, iters, converged, reseeded = _lloyd(x, seeds, max_iters, tol_abs, memory_mb, search)
             reseeded_total += reseeded
             if best is None or inertia < best.inertia:
                 best = KMeansResult(centers, inertia, iters, converged, 0)

@@ -11,27 +11,34 @@ import torch
 from .distributed import all_reduce_sum_
 from .search import flat_code_index
 
-__all__ = ["code_histogram", "perplexity_from_counts", "CodebookUsageAccumulator"]
+__all__ = ["code_histogram", "perplexity_from_counts", "update_usage_", "CodebookUsageAccumulator"]
 
 
-def code_histogram(codes: torch.Tensor, codebook_size: int, weights: torch.Tensor | None = None) -> torch.Tensor:
-    """Per-codebook histogram with ``index_add`` (no one-hot).
+def code_histogram(
+    codes: torch.Tensor,
+    codebook_size: int,
+    weights: torch.Tensor | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> torch.Tensor:
+    """Per-codebook histogram with ``index_add`` (no one-hot): the one code histogram of the package (the
+    quantizer's batch statistics, :func:`vq_hf.metrics.code_counts`, the evaluation's per-example counts).
 
     Args:
-        codes: ``(G, N)`` int64 code indices.
+        codes: ``(G, N)`` int64 code indices (G independent rows: codebooks, or examples × codebooks).
         codebook_size: K.
-        weights: ``(N,)`` or ``(G, N)`` float weights (1 for real positions, 0 for padding) or None.
+        weights: ``(N,)`` or ``(G, N)`` weights (1 for real positions, 0 for padding) or None.
+        dtype: of the counts; float32 is exact up to 2^24 per code, ``torch.int64`` for dataset-level counts.
 
     Returns:
-        ``(G, K)`` float32 counts.
+        ``(G, K)`` counts.
     """
     G, N = codes.shape
     flat = flat_code_index(codes, codebook_size)
     if weights is None:
-        w = torch.ones(G * N, dtype=torch.float32, device=codes.device)
+        w = torch.ones(G * N, dtype=dtype, device=codes.device)
     else:
-        w = weights.to(torch.float32).expand(G, N).reshape(-1)
-    hist = torch.zeros(G * codebook_size, dtype=torch.float32, device=codes.device)
+        w = weights.to(dtype).expand(G, N).reshape(-1)
+    hist = torch.zeros(G * codebook_size, dtype=dtype, device=codes.device)
     hist.index_add_(0, flat, w)
     return hist.view(G, codebook_size)
 
@@ -43,6 +50,21 @@ def perplexity_from_counts(counts: torch.Tensor) -> torch.Tensor:
     p = counts / total.clamp_min(1e-300)
     entropy = -(p * torch.log(p.clamp_min(1e-300))).sum(-1)
     return torch.exp(entropy).to(torch.float32)
+
+
+@torch.no_grad()
+def update_usage_(
+    usage_ema: torch.Tensor, last_used_step: torch.Tensor, hist: torch.Tensor, step: int, decay: float
+) -> None:
+    """A training forward's usage bookkeeping: blend the batch's code distribution into ``usage_ema``
+    (``(G, K)``, behind ``running_perplexity``; the first batch with data sets it) and stamp ``step`` on
+    the codes used (``last_used_step``, behind ``dead_code_fraction``). Device-side decisions only."""
+    total = hist.sum(-1, keepdim=True)
+    p = hist / total.clamp_min(1.0)
+    started = usage_ema.sum(-1, keepdim=True) > 0
+    d = torch.where(started, decay, 0.0)
+    usage_ema.copy_(torch.where(total > 0, d * usage_ema + (1 - d) * p, usage_ema))
+    last_used_step.copy_(torch.where(hist > 0, step, last_used_step))
 
 
 class CodebookUsageAccumulator:

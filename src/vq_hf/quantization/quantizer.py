@@ -10,50 +10,32 @@ import inspect
 import math
 import operator
 import warnings
-import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from transformers.utils import ModelOutput
 
-from .distributed import all_gather, all_reduce_sum_, broadcast_, get_rank, is_distributed
+from .backend import select_search
+from .distributed import all_gather, all_reduce_sum_, broadcast_, get_rank, get_world_size, is_distributed
 from .kmeans import kmeans
-from .metrics import code_histogram, perplexity_from_counts
+from .metrics import code_histogram, perplexity_from_counts, update_usage_
 from .normalization import MaskedBatchNorm
 from .reservoir import Reservoir
+from .revival import RevivalSchedule, choose_replacements
+from .rotation import GRADIENT_ESTIMATORS, rotation_trick
 from .schedule import ReestimationSchedule
-from .search import (
-    DEFAULT_SEARCH_MEMORY_MB,
-    SEARCH_BACKENDS,
-    flat_code_index,
-    fused_nearest_codes,
-    nearest_codes,
-    use_fused_search,
-)
+from ._state import STREAM_TAGS, HostCounters, _Mirror, clear_mirrors, mix_seed
+from .search import DEFAULT_SEARCH_MEMORY_MB, SEARCH_BACKENDS, flat_code_index
 from .updates import ema_accumulate_, ema_apply_, gradient_rule_step
 
 __all__ = ["VectorQuantizer", "VectorQuantizerOutput", "set_update_boundary", "start_epoch"]
 
 QUANTIZER_TYPES = ("vanilla", "ema", "reestimating")
-_MASK64 = (1 << 63) - 1
-_STREAM_TAGS = {"init": 1, "reservoir": 2, "kmeans": 3}
-
-
-def _mix_seed(*parts: int) -> int:
-    """Deterministic 63-bit seed from integers (splitmix64 steps); independent streams per (tag, counters)."""
-    h = 0x9E3779B97F4A7C15
-    for p in parts:
-        h = (h ^ (int(p) & 0xFFFFFFFFFFFFFFFF)) & 0xFFFFFFFFFFFFFFFF
-        h = (h + 0x9E3779B97F4A7C15) & 0xFFFFFFFFFFFFFFFF
-        h = ((h ^ (h >> 30)) * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
-        h = ((h ^ (h >> 27)) * 0x94D049BB133111EB) & 0xFFFFFFFFFFFFFFFF
-        h ^= h >> 31
-    return h & _MASK64
-
-
+DISTANCES = ("euclidean", "cosine")
 @dataclass
 class VectorQuantizerOutput(ModelOutput):
     """Output of :class:`VectorQuantizer`.
@@ -76,6 +58,7 @@ class VectorQuantizerOutput(ModelOutput):
         reestimated: True when this forward re-initialised the codebook with k-means.
         num_reestimations: re-estimations done so far (reestimating quantizers; 0 otherwise).
         num_skipped_reestimations: scheduled re-estimations skipped for lack of reservoir samples.
+        num_revived_codes: dead codes re-seeded so far by revival (0 when revival is off).
     """
 
     quantized: torch.Tensor | None = None
@@ -93,21 +76,10 @@ class VectorQuantizerOutput(ModelOutput):
     reestimated: bool | None = None
     num_reestimations: int | None = None
     num_skipped_reestimations: int | None = None
+    num_revived_codes: int | None = None
 
 
-class _Mirror:
-    """Host copy of a 0-dim integer buffer, refreshed (one sync) only if the buffer was replaced or
-    modified by anyone else (load_state_dict, from_pretrained, .to(), user code)."""
-
-    __slots__ = ("ref", "version", "value")
-
-    def __init__(self):
-        self.ref = None
-        self.version = -1
-        self.value = 0
-
-
-class VectorQuantizer(nn.Module):
+class VectorQuantizer(HostCounters, nn.Module):
     """Vector-quantized bottleneck with the paper's robust-training options (Łańcucki et al., 2020).
 
     The input's channels are split into ``num_codebooks`` contiguous groups of ``dim // num_codebooks``
@@ -142,6 +114,18 @@ class VectorQuantizer(nn.Module):
         search_backend: ``"auto"`` (the fused Triton kernel on CUDA when Triton imports, with the EMA
             statistics accumulated in its epilogue; the chunked torch search otherwise), ``"torch"`` or
             ``"triton"`` (see :mod:`vq_hf.quantization.search`).
+        distance: ``"euclidean"`` or ``"cosine"``: l2-normalised (post-BN) inputs and codewords, so search,
+            EMA statistics, reservoir and k-means all live on the unit sphere; the ``codebook`` parameter
+            keeps its raw values and is normalised wherever it is used (``quantized`` and ``decode`` give
+            unit-norm codewords).
+        gradient_estimator: ``"ste"`` (straight-through) or ``"rotation"`` (the rotation trick,
+            :mod:`vq_hf.quantization.rotation`); the forward value is the codeword either way.
+        dead_code_threshold: > 0 turns on dead-code revival (:mod:`vq_hf.quantization.revival`): a code whose
+            EMA count per step falls below this is re-seeded from the reservoir, which keeps filling after the
+            re-estimation window. 0 (default) disables it.
+        revive_every: positions between revivals.
+        revive_from: the position after which revival starts; default the end of the re-estimation window
+            (reestimating) or of the warm-up (vanilla, EMA).
 
     Step counting and gradient accumulation: every training forward belongs to the current optimizer
     step. By default (``set_update_boundary(model, True)``) each training forward is one step: it applies
@@ -153,9 +137,12 @@ class VectorQuantizer(nn.Module):
 
     Buffers (persistent, fixed shape): ``step``, ``micro_step``, ``epoch``, ``last_action_position``,
     ``rng_seed``, ``num_reestimations``, ``num_skipped_reestimations``, ``last_inertia``, the EMA
-    statistics and accumulators, the reservoir, ``usage_ema``, ``last_used_step`` and the BN statistics —
+    statistics and accumulators, the reservoir, ``usage_ema``, ``last_used_step``, with revival ``count_ema``,
+    ``pending_usage`` and ``num_revived_codes``, and the BN statistics —
     so save → load → continue reproduces an uninterrupted run exactly.
     """
+
+    _vq_hf_stateful = True  # found by set_update_boundary / start_epoch
 
     def __init__(
         self,
@@ -184,6 +171,11 @@ class VectorQuantizer(nn.Module):
         running_usage_decay: float = 0.99,
         check_finite: bool = True,
         search_backend: str = "auto",
+        distance: str = "euclidean",
+        gradient_estimator: str = "ste",
+        dead_code_threshold: float = 0.0,
+        revive_every: int = 100,
+        revive_from: int | None = None,
     ):
         super().__init__()
         _validate_options({name: value for name, value in locals().items() if name not in ("self", "__class__")})
@@ -206,12 +198,20 @@ class VectorQuantizer(nn.Module):
         self.check_finite = check_finite
         self.search_backend = search_backend
         self.seed = seed
+        self.distance = distance
+        self.gradient_estimator = gradient_estimator
         self.schedule = ReestimationSchedule(
             warmup=warmup_steps,
             every=reestimate_every,
             length=reestimate_steps,
             unit=reestimation_unit,
             reestimating=quantizer_type == "reestimating",
+        )
+        window_end = self.schedule.last_reestimation if quantizer_type == "reestimating" else warmup_steps
+        self.revival = RevivalSchedule(
+            threshold=float(dead_code_threshold),
+            every=revive_every,
+            start=window_end if revive_from is None else revive_from,
         )
         G, K, D = num_codebooks, codebook_size, self.code_dim
 
@@ -226,7 +226,7 @@ class VectorQuantizer(nn.Module):
             self.register_buffer("ema_sum", torch.zeros(G, K, D))
             self.register_buffer("pending_count", torch.zeros(G, K))
             self.register_buffer("pending_sum", torch.zeros(G, K, D))
-        if quantizer_type == "reestimating":
+        if quantizer_type == "reestimating" or self.revival.enabled:
             self.reservoir = Reservoir(G, reservoir_size, D)
         else:
             self.reservoir = None
@@ -240,12 +240,16 @@ class VectorQuantizer(nn.Module):
         self.register_buffer("last_inertia", torch.zeros(G))
         self.register_buffer("usage_ema", torch.zeros(G, K))
         self.register_buffer("last_used_step", torch.zeros(G, K, dtype=torch.long))
+        if self.revival.enabled:
+            self.register_buffer("count_ema", torch.zeros(G, K))
+            self.register_buffer("pending_usage", torch.zeros(G, K))
+            self.register_buffer("num_revived_codes", torch.zeros((), dtype=torch.long))
 
         # Gradient-accumulation flag: runtime control, not state.
         self.update_boundary = True
         self._mirrors: dict[str, _Mirror] = {}
         self._generators: dict[str, torch.Generator] = {}
-        self.register_load_state_dict_post_hook(_clear_mirrors)
+        self.register_load_state_dict_post_hook(clear_mirrors)
         self.reset_parameters()
 
     @classmethod
@@ -263,15 +267,7 @@ class VectorQuantizer(nn.Module):
 
         Unknown or missing names and out-of-range values raise ``ValueError`` with the same messages as the
         constructor. Returns the complete options (defaults filled in, without ``dim``)."""
-        params = cls._option_parameters()
-        names = [p.name for p in params]
-        unknown = sorted(set(options) - set(names))
-        if unknown:
-            raise ValueError(f"unknown VectorQuantizer option(s) {unknown}; the options are {names}")
-        missing = [p.name for p in params if p.default is p.empty and p.name not in options]
-        if missing:
-            raise ValueError(f"VectorQuantizer option(s) {missing} must be given")
-        full = {p.name: options.get(p.name, p.default) for p in params}
+        full = complete_options(cls, options)
         _validate_options({"dim": dim, **full})
         return full
 
@@ -283,7 +279,7 @@ class VectorQuantizer(nn.Module):
         small against post-BN inputs of norm ≈ √D, which favours usage — paper Fig. 1), seeded."""
         if self.codebook.is_meta:  # built on the meta device (e.g. from_pretrained): values come from the checkpoint
             return
-        gen = torch.Generator().manual_seed(_mix_seed(self.seed, _STREAM_TAGS["init"]))
+        gen = torch.Generator().manual_seed(mix_seed(self.seed, STREAM_TAGS["init"]))
         K = self.codebook_size
         init = torch.rand(self.codebook.shape, generator=gen) * (2.0 / K) - 1.0 / K
         self.codebook.copy_(init.to(self.codebook.device, self.codebook.dtype))
@@ -304,25 +300,11 @@ class VectorQuantizer(nn.Module):
         self.last_inertia.zero_()
         self.usage_ema.zero_()
         self.last_used_step.zero_()
+        if self.revival.enabled:
+            self.count_ema.zero_()
+            self.pending_usage.zero_()
+            self.num_revived_codes.zero_()
         self._mirrors.clear()
-
-    def _read(self, name: str) -> int:
-        t = getattr(self, name)
-        m = self._mirrors.get(name)
-        if m is None or m.ref is None or m.ref() is not t or m.version != t._version:
-            m = self._mirrors.setdefault(name, _Mirror())
-            m.value = int(t.item())
-            m.ref = weakref.ref(t)
-            m.version = t._version
-        return m.value
-
-    def _write(self, name: str, value: int) -> None:
-        t = getattr(self, name)
-        t.fill_(value)
-        m = self._mirrors.setdefault(name, _Mirror())
-        m.value = int(value)
-        m.ref = weakref.ref(t)
-        m.version = t._version
 
     @property
     def current_step(self) -> int:
@@ -350,21 +332,19 @@ class VectorQuantizer(nn.Module):
             raise ValueError(f"epoch must be a non-negative int, got {epoch!r}")
         self._write("epoch", value)
 
-    def _generator(self, tag: str, device: torch.device, *counters: int) -> torch.Generator:
-        key = f"{tag}:{device}"
-        gen = self._generators.get(key)
-        if gen is None:
-            gen = torch.Generator(device=device)
-            self._generators[key] = gen
-        gen.manual_seed(_mix_seed(self._read("rng_seed"), _STREAM_TAGS[tag], *counters))
-        return gen
-
     def extra_repr(self) -> str:
         return (
             f"dim={self.dim}, codebook_size={self.codebook_size}, num_codebooks={self.num_codebooks}, "
             f"quantizer_type={self.quantizer_type!r}, commitment_cost={self.commitment_cost}, "
-            f"schedule={self.schedule}"
+            f"schedule={self.schedule}, distance={self.distance!r}, gradient_estimator={self.gradient_estimator!r}, "
+            f"revival={self.revival}"
         )
+
+    def effective_codebook(self) -> torch.Tensor:
+        """The codewords as used by search and lookup, ``(G, K, D)`` fp32 (l2-normalised with cosine distance),
+        with gradient to ``codebook``."""
+        codebook = self.codebook.float()
+        return F.normalize(codebook, dim=-1) if self.distance == "cosine" else codebook
 
     # ------------------------------------------------------------------ decoding
 
@@ -382,7 +362,7 @@ class VectorQuantizer(nn.Module):
             raise ValueError(
                 f"codes must lie in [0, {self.codebook_size}); got range [{int(flat.min())}, {int(flat.max())}]"
             )
-        cb = self.codebook.float().reshape(self.num_codebooks * self.codebook_size, self.code_dim)
+        cb = self.effective_codebook().detach().reshape(self.num_codebooks * self.codebook_size, self.code_dim)
         q = cb.index_select(0, flat_code_index(flat, self.codebook_size)).view(*flat.shape, self.code_dim)
         out = q.transpose(0, 1).reshape(*lead, self.dim)
         if self.channel_first:
@@ -456,6 +436,8 @@ class VectorQuantizer(nn.Module):
                     z = self.batch_norm(z.view(N, G, D), valid.unsqueeze(1).expand(N, G)).reshape(N, self.dim)
                 else:
                     z = self.batch_norm(z, valid)
+            if self.distance == "cosine":
+                z = F.normalize(z.view(N, G, D), dim=-1).view(N, self.dim)
             zg = z.view(N, G, D).transpose(0, 1).contiguous()  # (G, N, D)
             weights = valid.to(torch.float32)
 
@@ -484,6 +466,7 @@ class VectorQuantizer(nn.Module):
             reestimated=reestimated,
             num_reestimations=n_re,
             num_skipped_reestimations=n_skip,
+            num_revived_codes=self._read("num_revived_codes") if self.revival.enabled else 0,
             **metrics,
         )
 
@@ -515,12 +498,14 @@ class VectorQuantizer(nn.Module):
             new_position = position != self._read("last_action_position")
             if new_position and self.schedule.resets_reservoir_at(position):
                 self.reservoir.reset()
-            if self.schedule.sampling(position):
+            if self.schedule.sampling(position) or self.revival.sampling(position):
                 gen = self._generator("reservoir", zg.device, self._read("step"), self._read("micro_step"), get_rank())
                 self.reservoir.insert(zg, valid, generator=gen)
             if new_position:
                 if self.schedule.reestimates_at(position):
                     reestimated = self.reestimate()
+                if self.revival.revives_at(position):
+                    self.revive()
                 self._write("last_action_position", position)
         return self.schedule.quantizing(position), reestimated
 
@@ -534,19 +519,21 @@ class VectorQuantizer(nn.Module):
             # recompute from) its input, so the graph gets a snapshot made outside it (G·K·D floats). Decided by
             # the type, not by requires_grad: a stray requires_grad=True (e.g. set by a loader) gives no gradient.
             codebook = self._codebook_snapshot()
+            if self.distance == "cosine":
+                codebook = F.normalize(codebook, dim=-1)
         else:
-            codebook = self.codebook.float()
+            codebook = self.effective_codebook()
         accumulate = ema and quantizing and self.training
-        if use_fused_search(zg, self.search_backend):
-            stats = dict(counts=self.pending_count, sums=self.pending_sum, weights=weights) if accumulate else {}
-            codes, _ = fused_nearest_codes(zg.detach(), codebook.detach(), **stats)
-        else:
-            codes, _ = nearest_codes(zg.detach(), codebook.detach(), memory_mb=self.search_memory_mb, use_fused=False)
-            accumulate = False
+        search = select_search(zg, self.search_backend)
+        accumulate = accumulate and search.accumulates_statistics
+        stats = dict(counts=self.pending_count, sums=self.pending_sum, weights=weights) if accumulate else {}
+        codes, _ = search(zg.detach(), codebook.detach(), memory_mb=self.search_memory_mb, **stats)
         if quantizing:
             out, loss, codebook_loss, commitment_loss = gradient_rule_step(
                 zg, codebook, codes, weights, self.commitment_cost
             )
+            if self.gradient_estimator == "rotation":
+                out = rotation_trick(zg, out)
         else:
             zero = torch.zeros((), dtype=torch.float32, device=zg.device)
             codebook_loss = commitment_loss = loss = zero
@@ -563,14 +550,16 @@ class VectorQuantizer(nn.Module):
             return step
         if quantizing and self.quantizer_type == "ema" and not accumulated:
             ema_accumulate_(self.pending_count, self.pending_sum, zg, codes, weights)
-        total = hist.sum(-1, keepdim=True)
-        p = hist / total.clamp_min(1.0)
-        # The first batch with data sets the running histogram; later ones blend in (device-side decisions).
-        started = self.usage_ema.sum(-1, keepdim=True) > 0
-        decay = torch.where(started, self.running_usage_decay, 0.0)
-        self.usage_ema.copy_(torch.where(total > 0, decay * self.usage_ema + (1 - decay) * p, self.usage_ema))
-        self.last_used_step.copy_(torch.where(hist > 0, step, self.last_used_step))
+        update_usage_(self.usage_ema, self.last_used_step, hist, step, self.running_usage_decay)
+        if self.revival.enabled:
+            self.pending_usage.add_(hist)
         if self.update_boundary:
+            if self.revival.enabled:
+                # Count per optimizer step; the first step with data sets the EMA (as for usage_ema).
+                seen = self.count_ema.sum(-1, keepdim=True) > 0
+                d = torch.where(seen, self.running_usage_decay, 0.0)
+                self.count_ema.mul_(d).add_((1 - d) * self.pending_usage)
+                self.pending_usage.zero_()
             if quantizing and self.quantizer_type == "ema":
                 all_reduce_sum_(self.pending_count)
                 all_reduce_sum_(self.pending_sum)
@@ -587,7 +576,7 @@ class VectorQuantizer(nn.Module):
     def _metrics(self, zg: torch.Tensor, hist: torch.Tensor, weights: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
         n = weights.sum().clamp_min(1.0)
         enc_norm = (zg.norm(dim=-1) * weights).sum(-1) / n  # (G,)
-        code_norm = self.codebook.detach().float().norm(dim=-1).mean(-1)  # (G,)
+        code_norm = self.effective_codebook().detach().norm(dim=-1).mean(-1)  # (G,)
         dead = (step - self.last_used_step) >= self.dead_code_window
         # One stacked call instead of two: on a GPU every small reduction is a kernel launch.
         perplexity, running_perplexity = perplexity_from_counts(torch.stack((hist, self.usage_ema)))
@@ -650,6 +639,60 @@ class VectorQuantizer(nn.Module):
         self._write("num_reestimations", self._read("num_reestimations") + 1)
         return True
 
+    @torch.no_grad()
+    def revive(self) -> int:
+        """Re-seed the codes whose EMA count per step is below ``dead_code_threshold`` from the reservoir
+        (:mod:`vq_hf.quantization.revival`), then reset the reservoir. Rank 0 draws the replacements, every
+        rank receives them. Returns the number of codes revived (at most the reservoir's sample count)."""
+        if not self.revival.enabled:
+            raise RuntimeError("revive() needs dead_code_threshold > 0")
+        G, K = self.num_codebooks, self.codebook_size
+        threshold = self.revival.threshold
+        mean_count = all_reduce_sum_(self.count_ema.clone()) / get_world_size()
+        dead = mean_count < threshold  # identical on every rank
+        samples = all_gather(self.reservoir.samples)
+        filled = all_gather(self.reservoir.filled())
+        revived = torch.zeros(G, K, dtype=torch.bool, device=self.codebook.device)
+        if get_rank() == 0 and bool(dead.any()):
+            effective = self.effective_codebook().detach()
+            step = self._read("step")
+            for g in range(G):
+                pool = torch.cat([s[g, : int(f[g])] for s, f in zip(samples, filled)], 0)
+                gen = self._generator("revival", pool.device, step, g)
+                idx, vectors = choose_replacements(pool, effective[g], dead[g], gen)
+                self.codebook[g, idx] = vectors.to(self.codebook.dtype)
+                revived[g, idx] = True
+        if is_distributed():
+            broadcast_(self.codebook.data)
+            broadcast_(revived)
+        n = int(revived.sum())
+        if n:
+            self.count_ema.masked_fill_(revived, threshold)
+            self.last_used_step.masked_fill_(revived, self._read("step"))
+            if self.quantizer_type == "ema":
+                # Statistics that reproduce the new codeword, so the next EMA update starts from it.
+                self.ema_count.masked_fill_(revived, threshold)
+                total = self.ema_count.sum(-1, keepdim=True)
+                smoothed = (self.ema_count + self.ema_epsilon) / (total + K * self.ema_epsilon) * total
+                new_sum = self.codebook.float() * smoothed.unsqueeze(-1)
+                self.ema_sum.copy_(torch.where(revived.unsqueeze(-1), new_sum, self.ema_sum))
+        self.reservoir.reset()
+        self._write("num_revived_codes", self._read("num_revived_codes") + n)
+        return n
+
+def complete_options(cls: type, options: Mapping[str, Any]) -> dict[str, Any]:
+    """``options`` checked for unknown and missing names against ``cls``'s constructor (every argument but
+    ``dim``), with the defaults filled in; shared by the quantizer families' ``validate_options``."""
+    params = [p for name, p in inspect.signature(cls.__init__).parameters.items() if name not in ("self", "dim")]
+    names = [p.name for p in params]
+    unknown = sorted(set(options) - set(names))
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} option(s) {unknown}; the options are {names}")
+    missing = [p.name for p in params if p.default is p.empty and p.name not in options]
+    if missing:
+        raise ValueError(f"{cls.__name__} option(s) {missing} must be given")
+    return {p.name: options.get(p.name, p.default) for p in params}
+
 
 def _validate_options(o: dict) -> None:
     """Every check of :class:`VectorQuantizer`'s options, defined once (``o``: the complete keyword set; ``dim``
@@ -683,13 +726,17 @@ def _validate_options(o: dict) -> None:
     _check_float("running_usage_decay", o["running_usage_decay"], lo=0.0, hi=1.0, hi_open=True)
     if o["search_backend"] not in SEARCH_BACKENDS:
         raise ValueError(f"search_backend must be one of {SEARCH_BACKENDS}, got {o['search_backend']!r}")
+    if o["distance"] not in DISTANCES:
+        raise ValueError(f"distance must be one of {DISTANCES}, got {o['distance']!r}")
+    if o["gradient_estimator"] not in GRADIENT_ESTIMATORS:
+        raise ValueError(f"gradient_estimator must be one of {GRADIENT_ESTIMATORS}, got {o['gradient_estimator']!r}")
+    _check_float("dead_code_threshold", o["dead_code_threshold"], lo=0.0)
+    _check_int("revive_every", o["revive_every"], 1)
+    if o["revive_from"] is not None:
+        _check_int("revive_from", o["revive_from"], 0)
     # the schedule checks its own fields (reestimation_unit)
     ReestimationSchedule(warmup=o["warmup_steps"], every=o["reestimate_every"], length=o["reestimate_steps"],
                          unit=o["reestimation_unit"], reestimating=o["quantizer_type"] == "reestimating")
-
-
-def _clear_mirrors(module: VectorQuantizer, incompatible_keys) -> None:
-    module._mirrors.clear()
 
 
 def _check_int(name: str, value, minimum: int) -> None:
@@ -709,8 +756,8 @@ def _check_float(name, value, lo=None, hi=None, lo_open=False, hi_open=False) ->
 
 
 def _quantizers(model: nn.Module):
-    found = [m for m in model.modules() if isinstance(m, VectorQuantizer)]
-    return found
+    # Every stateful quantizer (VectorQuantizer, the residual and scalar families) marks itself.
+    return [m for m in model.modules() if getattr(m, "_vq_hf_stateful", False)]
 
 
 def set_update_boundary(model: nn.Module, is_last_micro_batch: bool) -> int:

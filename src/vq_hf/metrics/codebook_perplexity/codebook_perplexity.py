@@ -34,7 +34,9 @@ Examples:
 
 
 @evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
-class CodebookPerplexity(evaluate.Metric):
+class CodebookPerplexityMetric(evaluate.Metric):
+    """The `evaluate` face of :func:`vq_hf.metrics.codebook_perplexity` (whose result class is `CodebookPerplexity`)."""
+
     def _info(self):
         return evaluate.MetricInfo(
             description=_DESCRIPTION,

@@ -30,7 +30,9 @@ Examples:
 
 
 @evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
-class PhoneErrorRate(evaluate.Metric):
+class PhoneErrorRateMetric(evaluate.Metric):
+    """The `evaluate` face of :func:`vq_hf.metrics.phone_error_rate` (the streaming accumulator is `PhoneErrorRate`)."""
+
     def _info(self):
         return evaluate.MetricInfo(
             description=_DESCRIPTION,

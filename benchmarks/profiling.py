@@ -1,5 +1,9 @@
 """CPU-side accounting of what a piece of PyTorch code would cost on a GPU: host syncs and kernel launches.
 
+A development tool (it patches ``torch.Tensor.tolist`` / ``numpy`` / ``cpu`` while a counter is active), so it
+lives here, not in the installed package: ``benchmarks/count_ops.py`` and the host-sync tests import it with
+``benchmarks/`` on ``sys.path``.
+
 On a GPU, an operator that needs a value computed on the device (``.item()``, a data-dependent output
 shape, a blocking copy) stalls the Python thread until the whole CUDA queue has drained; and in eager mode
 every operator that launches a kernel costs a few microseconds of host dispatch. Neither needs a GPU to be
@@ -11,7 +15,8 @@ as ``aten::nonzero``), forward and backward alike, and nothing below that (opera
 another operator's C++ kernel are not seen).
 
 - :class:`HostSyncCounter` — context manager recording every operator that forces a device→host
-  synchronisation on CUDA, with the op name and the Python location (first frame inside ``vq_hf``).
+  synchronisation on CUDA, with the op name and the Python location (first frame inside the ``vq_hf``
+  package).
 - :func:`count_kernel_ops` — runs a callable and counts the operators that would launch a kernel
   (views, metadata changes and bare allocations excluded), together with its host syncs.
 
@@ -74,9 +79,11 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
+import vq_hf
+
 __all__ = ["HostSync", "HostSyncCounter", "OpCount", "count_kernel_ops", "is_kernel_op", "NO_KERNEL", "SYNC_OPS"]
 
-_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))  # .../vq_hf
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(vq_hf.__file__))  # the locations reported are inside vq_hf
 _THIS_FILE = os.path.abspath(__file__)
 _TORCH_DIR = os.path.dirname(os.path.abspath(torch.__file__))
 
