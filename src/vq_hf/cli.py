@@ -21,6 +21,11 @@ COMMANDS = {
         "train",
         "purity, PNMI, boundary F1, mapped error rate, bitrate, ABX of a model's units on an aligned split",
     ),
+    "reproduce": (
+        "vq_hf.reproduce",
+        "train",
+        "run every row of the paper's Table I, II or III for several seeds; report.md, table.csv, figures",
+    ),
     "make-handwriting-corpus": (
         "vq_hf.standins.handwriting",
         "standins",

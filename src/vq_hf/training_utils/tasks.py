@@ -221,6 +221,10 @@ class Task:
         if "polyak" in final:
             out["metrics_polyak"] = scalars(final["polyak"])
             out["polyak_decay"] = recipe["training"]["polyak_decay"]
+        # The final evaluation's (G, K) code histograms per weights: `vq-hf reproduce` plots code usage from them.
+        counts = {w: m["code_counts"] for w, m in final.items() if m.get("code_counts") is not None}
+        if counts:
+            out["code_counts"] = counts
         return out
 
 
