@@ -8,7 +8,7 @@ if command -v apt-get >/dev/null 2>&1; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq \
-    festival festvox-us-slt-hts festvox-kallpc16k \
+    festival festvox-us-slt-hts festvox-kallpc16k festvox-kdlpc16k \
     fonts-joscelyn fonts-dancingscript fonts-kristi fonts-dkg-handwriting wdutch \
     libsndfile1 >/dev/null
 fi

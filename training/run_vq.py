@@ -654,6 +654,12 @@ def write_results(run: Run, state: TrainState, stop: Stop, final: dict) -> None:
                 "last_checkpoint": str(state.last_checkpoint)}
     results = run.task.results(recipe=run.recipe, config_file=run.config_name, final=final, data=run.data,
                                model_config=run.model_config, training=training)
+    # discrete-unit quality (purity, PNMI, ABX...) of the eval split, where it has frame alignments
+    from vq_hf.unit_evaluation import merge_into_results, unit_quality_for_results
+
+    quality = unit_quality_for_results(run.unwrapped, run.data.eval, seed=t["seed"])
+    if quality is not None:
+        merge_into_results(results, quality)
     (run.out_dir / "results.json").write_text(json.dumps(results, indent=2))
     plot_history(run.history.read(), run.out_dir, run.task.main_metric,
                  title=f"{run.recipe['task']}: {pathlib.Path(run.args.config).stem}")

@@ -280,7 +280,7 @@ class HandwritingTask(Task):
         root = cache_root(recipe, cache_dir)
         notes = []
         if source is None:
-            from vq_hf.data.synth_handwriting import make_handwriting_corpus
+            from vq_hf.standins.handwriting import make_handwriting_corpus
 
             source = str(make_handwriting_corpus(_standin_folder(root) / "synth_handwriting",
                                                  num_lines=d["synth_size"], seed=recipe["training"]["seed"]))
@@ -337,7 +337,7 @@ class SpeechTask(Task):
         if source is None:
             from filelock import FileLock
 
-            from vq_hf.data.synth_speech import make_speech_corpus
+            from vq_hf.standins.speech import make_speech_corpus
 
             seed, n = recipe["training"]["seed"], d["synth_size"]
             corpus = _standin_folder(root) / f"synth_speech.{n}utts.seed{seed}"
