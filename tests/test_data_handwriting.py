@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from vq_hf import cli as vq_cli
-from vq_hf.data import synth_handwriting as synth
+from vq_hf.standins import handwriting as synth
 from vq_hf.data.scribblelens import CORPUS_ROOT, DEFAULT_ALIGNMENTS, LINE_PATH, parse_ali, parse_dat
 
 SMALL = dict(lines=8, scribes=4, height=40, min_chars=8, max_chars=16, test_fraction=0.25)

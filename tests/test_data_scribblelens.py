@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from vq_hf.data import LineImageCollator, load_scribblelens
-from vq_hf.data import synth_handwriting as synth
+from vq_hf.standins import handwriting as synth
 from vq_hf.data.scribblelens import (
     CORPUS_ROOT,
     ScribbleLensFormatError,

@@ -7,7 +7,7 @@ import pytest
 import soundfile as sf
 
 from vq_hf.data import SpeechCollator, load_wsj
-from vq_hf.data.synth_speech import FestivalError, build_parser, cli, make_speech_corpus, read_prompts
+from vq_hf.standins.speech import FestivalError, build_parser, cli, make_speech_corpus, read_prompts
 
 needs_festival = pytest.mark.skipif(shutil.which("festival") is None, reason="Debian festival is not installed")
 
@@ -117,11 +117,48 @@ def test_cli_help_documents_every_flag_and_bad_arguments(tmp_path, capsys):
         assert "too few" in capsys.readouterr().err
 
 
+def test_plan_holds_voices_out_of_train_and_draws_noise_levels():
+    from vq_hf.standins.speech import plan_corpus
+
+    prompts = [(f"p{i}", f"text {i}") for i in range(40)]
+    plans = plan_corpus(prompts, 40, ["va", "vb", "vc"], 0, 0.2, 0.2, (0.9, 1.1), [0.95, 1.05], 0.0,
+                        held_out_voices=["vc"], noise_db_range=(-50.0, -30.0))
+    by_split = {s: {p.voice for p in plans if p.split == s} for s in ("train", "dev", "test")}
+    assert by_split["train"] == {"va", "vb"} and "vc" in by_split["dev"] | by_split["test"]
+    assert all(-50.0 <= p.noise_db <= -30.0 for p in plans) and len({p.noise_db for p in plans}) == 40
+    again = plan_corpus(prompts, 40, ["va", "vb", "vc"], 0, 0.2, 0.2, (0.9, 1.1), [0.95, 1.05], 0.0,
+                        held_out_voices=["vc"], noise_db_range=(-50.0, -30.0))
+    assert again == plans  # a function of the seed
+    with pytest.raises(ValueError, match="not among the voices"):
+        plan_corpus(prompts, 40, ["va"], 0, 0.2, 0.2, (0.9, 1.1), [1.0], 0.0, held_out_voices=["vz"])
+    with pytest.raises(ValueError, match="every voice"):
+        plan_corpus(prompts, 40, ["va"], 0, 0.2, 0.2, (0.9, 1.1), [1.0], 0.0, held_out_voices=["va"])
+
+
+@needs_festival
+def test_held_out_voice_speaks_only_dev_and_test(tmp_path):
+    from vq_hf.standins.speech import available_voices, find_festival
+
+    installed = available_voices(find_festival())
+    voices = [v for v in ("kal_diphone", "ked_diphone") if v in installed]
+    if len(voices) < 2:
+        pytest.skip("needs festvox-kallpc16k and festvox-kdlpc16k")
+    summary = make_speech_corpus(tmp_path / "c", 12, seed=1, voices=voices, held_out_voices=["ked_diphone"],
+                                 warps=(1.0,), dev_fraction=0.25, test_fraction=0.25, noise_db_range=(-45.0, -35.0))
+    utt2spk = _kaldi_table(tmp_path / "c" / "train" / "utt2spk")
+    assert utt2spk and all(spk.startswith("kal") for spk in utt2spk.values())
+    test_spk = set(_kaldi_table(tmp_path / "c" / "test" / "utt2spk").values()) | set(
+        _kaldi_table(tmp_path / "c" / "dev" / "utt2spk").values())
+    assert any(spk.startswith("ked") for spk in test_spk)
+    assert summary["options"]["held_out_voices"] == ["ked_diphone"]
+    assert all(-45.0 <= u["noise_db"] <= -35.0 for u in summary["utterances"].values())
+
+
 def test_prompt_text_reaches_festival_as_one_escaped_string(tmp_path):
     """Prompt files are data: a text that tries to close the string and call (system ...) stays a literal."""
     import re
 
-    from vq_hf.data.synth_speech import UtterancePlan, _festival_script, voice_spec
+    from vq_hf.standins.speech import UtterancePlan, _festival_script, voice_spec
 
     evil = 'Hi") (system "touch /tmp/x") ("\\'
     plan = UtterancePlan("u1", "spk", "kal_diphone", "p1", evil, "train", 1.0, 1.0, None)

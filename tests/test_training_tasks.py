@@ -50,6 +50,11 @@ def test_speech_recipe_trains_with_pooled_per(tmp_path):
                 "model.conv_channels=[4,4]", "data.synth_size=12"]) == 0
     res = json.loads((out / "results.json").read_text())
     assert res["task"] == "speech" and res["split"] == "dev"  # WSJ's test_dev93 → the stand-in dev split
+    # unit quality of the eval split is in results.json and the card's model-index
+    for key in ("purity", "pnmi", "boundary_f1", "mapped_error_rate", "bitrate_bits_per_second", "used_units"):
+        assert key in res["metrics"], key
+    assert res["unit_quality"]["frames_per_unit"] == 3
+    assert "type: pnmi" in (out / "README.md").read_text()
     counts = res["evaluation_counts"]
     assert res["metrics"]["phone_error_rate"] == pytest.approx(counts["phone_errors"] / counts["reference_phones"])
     from vq_hf.data.wsj import read_phones

@@ -12,7 +12,7 @@ from torch import nn
 from vq_hf.training_utils import checkpoints as ckpt
 from vq_hf.training_utils.config import ConfigError, identity, identity_diff, load_recipe, parse_override
 from vq_hf.training_utils.data_order import EpochSampler, IndexedDataset, SeededCollate
-from vq_hf.training_utils.polyak import PolyakAverage
+from vq_hf.training_utils.polyak import AverageState, averaged_model, polyak_average
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "training" / "configs"
@@ -145,28 +145,34 @@ class _Net(nn.Module):
 def test_polyak_averages_parameters_and_copies_live_buffers():
     net = _Net()
     w0 = net.lin.weight.detach().clone()
-    avg = PolyakAverage(net, decay=0.5)
+    avg = polyak_average(net, decay=0.5)  # starts from the initial weights (the reference behaviour)
     with torch.no_grad():
         net.lin.weight.add_(2.0)
         net.counter.fill_(7)
         net.bn.running_mean.fill_(3.0)
-    avg.update(net)
-    averaged = avg.averaged_model(net)
+    avg.update_parameters(net)
+    averaged = averaged_model(avg, net)
     assert torch.allclose(averaged.lin.weight, w0 + 1.0)  # 0.5·w0 + 0.5·(w0 + 2)
     assert int(averaged.counter) == 7 and torch.equal(averaged.bn.running_mean, net.bn.running_mean)
     assert torch.allclose(net.lin.weight, w0 + 2.0)  # the live model is untouched
 
-    # debiased: after one update the average is exactly the live parameters
-    deb = PolyakAverage(net, decay=0.998, debias=True)
-    deb.update(net)
-    assert torch.allclose(deb.averaged_model(net).lin.weight, net.lin.weight, atol=1e-6)
+    # training.polyak_debias: the average starts at the first visited weights, not at the initialisation
+    fresh = _Net()
+    late = polyak_average(fresh, decay=0.998, start_from_init=False)
+    with torch.no_grad():
+        fresh.lin.weight.add_(1.0)
+    late.update_parameters(fresh)
+    assert torch.equal(averaged_model(late, fresh).lin.weight, fresh.lin.weight)
 
-    # state round trip (what accelerate's register_for_checkpointing uses)
-    other = PolyakAverage(_Net(), decay=0.1)
-    other.load_state_dict(avg.state_dict())
-    assert other.decay == 0.5 and other.num_updates == 1
-    assert torch.equal(other.shadow["lin.weight"], avg.shadow["lin.weight"])
-
+    # the checkpointed state: averaged trained parameters and the count, no second copy of the buffers
+    state = AverageState(avg, net).state_dict()
+    assert set(state) == {"module.lin.weight", "module.lin.bias", "module.bn.weight", "module.bn.bias", "n_averaged"}
+    other_net = _Net()
+    other = polyak_average(other_net, decay=0.5)
+    AverageState(other, other_net).load_state_dict(state)
+    assert int(other.n_averaged) == 2 and torch.equal(other.module.lin.weight, avg.module.lin.weight)
+    with pytest.raises(ValueError, match="does not match the model"):
+        AverageState(other, other_net).load_state_dict({"n_averaged": state["n_averaged"]})
 
 
 def test_polyak_leaves_an_ema_codebook_live():
@@ -174,13 +180,13 @@ def test_polyak_leaves_an_ema_codebook_live():
     from vq_hf import VectorQuantizer
 
     vq = VectorQuantizer(4, 8, quantizer_type="ema", ema_decay=0.5, seed=0)
-    avg = PolyakAverage(vq, decay=0.9)
-    assert "codebook" not in avg.shadow
+    avg = polyak_average(vq, decay=0.9)
+    assert "module.codebook" not in AverageState(avg, vq).state_dict()
     vq.train()
     for _ in range(3):
         vq(torch.randn(32, 4))
-        avg.update(vq)
-    assert torch.equal(avg.averaged_model(vq).codebook, vq.codebook)
+        avg.update_parameters(vq)
+    assert torch.equal(averaged_model(avg, vq).codebook, vq.codebook)
 
 
 # ------------------------------------------------------------------------------------------- data order

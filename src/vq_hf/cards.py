@@ -115,6 +115,52 @@ TASK_CARDS = {
     },
 }
 
+# Usage snippets of the model cards, per task; ``{repo}`` becomes the repo id / folder. They must run as written
+# (tests/test_cards_usage.py executes them against a saved model).
+USAGE = {
+    "cifar10": {
+        "python": """import numpy as np
+from vq_hf import VQVAEImageProcessor, VQVAEModel
+from vq_hf.units import extract_units
+
+model = VQVAEModel.from_pretrained("{repo}")
+processor = VQVAEImageProcessor()  # 32×32 RGB uint8 arrays or PIL images; no resizing
+images = [np.zeros((32, 32, 3), dtype=np.uint8), np.full((32, 32, 3), 255, dtype=np.uint8)]
+codes = model.encode(**processor(images, return_labels=False)).codes  # (B, 8, 8, num_codebooks)
+units = extract_units(model, images)  # datasets.Dataset: id, codes, shape, length""",
+        "bash": "vq-hf units --model {repo} --inputs my_images/ --output units/   # every image under the folder "
+        "(32×32; --resize scales others)",
+        "inputs": "my_images",
+    },
+    "handwriting": {
+        "python": """from PIL import Image
+from vq_hf import VQVAELineImageProcessor, VQVAEModel
+from vq_hf.units import extract_units
+
+model = VQVAEModel.from_pretrained("{repo}")
+processor = VQVAELineImageProcessor()  # any line image; scaled to 32 pixels high
+line = Image.new("L", (200, 40), color=255)  # a text line (white paper, dark ink)
+codes = model.encode(**processor([line], return_tensors="pt")).codes  # (B, ⌈W/4⌉, 1): a code per 4 columns
+units = extract_units(model, [line], dedup=True)  # codes + durations (runs of repeated codes)""",
+        "bash": "vq-hf units --model {repo} --inputs my_lines/ --output units/ --dedup   # every line image under the folder",
+        "inputs": "my_lines",
+    },
+    "speech": {
+        "python": """import numpy as np
+from vq_hf import VQVAEFeatureExtractor, VQVAEForCTC
+from vq_hf.units import extract_units
+
+model = VQVAEForCTC.from_pretrained("{repo}")
+feature_extractor = VQVAEFeatureExtractor.from_pretrained("{repo}")  # holds the training CMVN statistics
+audio = 0.1 * np.random.default_rng(0).standard_normal(16000).astype(np.float32)  # 1 s of 16 kHz audio
+codes = model.encode(**feature_extractor(audio, sampling_rate=16000, return_tensors="pt")).codes  # a code per 30 ms
+units = extract_units(model, [(audio, 16000)], dedup=True)  # any rate: resampled with soxr""",
+        "bash": "vq-hf units --model {repo} --inputs my_recordings/ --output units/ --dedup   # every audio file "
+        "under the folder (wav/flac/ogg, any rate, mono or stereo)",
+        "inputs": "my_recordings",
+    },
+}
+
 METRIC_MEANINGS = {
     "bits_per_dim": "decoder negative log-likelihood of the data given the codes, bits per dimension, pooled over the split",
     "reconstruction_bits_per_dim": "decoder negative log-likelihood of the data given the codes, bits per dimension, "
@@ -142,6 +188,18 @@ METRIC_MEANINGS = {
     "loss": "training objective on the split",
     "reconstruction_loss": "reconstruction term of the objective (nats per dimension)",
     "vq_loss": "codebook + commitment terms of the objective",
+    "purity": "units → their majority reference label (phone / character), frame accuracy: Σ_z max_y p(y, z)",
+    "cluster_purity": "reference labels → their majority unit, frame accuracy: Σ_y max_z p(y, z)",
+    "pnmi": "mutual information of units and reference labels over the label entropy, I(y; z) / H(y)",
+    "nmi": "I(y; z) / ((H(y) + H(z)) / 2)",
+    "boundary_f1": "F1 of unit change points against reference label boundaries (±20 ms speech, ±1 latent handwriting)",
+    "mapped_error_rate": "units mapped to majority labels, repeats collapsed, edit distance to the reference / its length",
+    "bitrate_bits_per_second": "de-duplicated units per second × their entropy in bits",
+    "bitrate_bits_per_column": "de-duplicated units per pixel column × their entropy in bits",
+    "mean_segment_length": "reference frames per run of equal units",
+    "used_units": "distinct units on the split",
+    "abx_within_speaker": "ABX error of the units over reference segments, A, B, X from one speaker (0.5 = chance)",
+    "abx_across_speaker": "ABX error, A and B from one speaker, X from another (0.5 = chance)",
 }
 
 
@@ -413,6 +471,8 @@ def build_model_card(
         intended_use=task["intended_use"].format(**fmt_args),
         model_class=task["model_class"],
         repo_id_or_path=repo_id or "path/to/model",
+        usage_python=USAGE[task_key]["python"].replace("{repo}", repo_id or "path/to/model"),
+        usage_bash=USAGE[task_key]["bash"].replace("{repo}", repo_id or "path/to/model"),
         training_steps=_fmt(training["steps"]),
         training_wall_time=_fmt_duration(training["wall_time_s"]),
         training_hardware=training["hardware"],

@@ -15,14 +15,24 @@ from ._extras import MissingExtraError, install_hint
 # name -> (module, the extra its packages come from, help)
 COMMANDS = {
     "eval": ("vq_hf.evaluation", "train", "evaluate a trained model folder on a dataset split; prints metrics JSON"),
-    "units": ("vq_hf.units", "train", "extract discrete units (codes) of a dataset split into a datasets.Dataset"),
+    "units": ("vq_hf.units", "train", "extract discrete units (codes) of your files, a datasets column or a corpus split"),
+    "unit-quality": (
+        "vq_hf.unit_evaluation",
+        "train",
+        "purity, PNMI, boundary F1, mapped error rate, bitrate, ABX of a model's units on an aligned split",
+    ),
+    "reproduce": (
+        "vq_hf.reproduce",
+        "train",
+        "run every row of the paper's Table I, II or III for several seeds; report.md, table.csv, figures",
+    ),
     "make-handwriting-corpus": (
-        "vq_hf.data.synth_handwriting",
+        "vq_hf.standins.handwriting",
         "standins",
         "write a ScribbleLens-format stand-in corpus zip of rendered handwriting lines",
     ),
     "make-speech-corpus": (
-        "vq_hf.data.synth_speech",
+        "vq_hf.standins.speech",
         "standins",
         "write Kaldi data directories of Festival-spoken CMU ARCTIC prompts with phone CTMs",
     ),

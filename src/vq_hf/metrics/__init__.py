@@ -4,6 +4,8 @@
 * :mod:`.codebook` — dataset-level code counts, entropy, perplexity, used codes (Tables I, II).
 * :mod:`.error_rate` — pooled phone error rate and its streaming, DDP-reducible accumulator (Table I).
 * :mod:`.ctc` — greedy CTC decoding.
+* :mod:`.unit_quality` — how well discrete units follow reference labels: purity, PNMI, NMI, boundary F1, mapped
+  error rate, bitrate, ABX within / across speakers (``vq-hf unit-quality``).
 
 The same numbers are available as local ``evaluate`` modules (``evaluate`` comes with ``vq-hf[train]``,
 imported only inside those files)::
@@ -33,6 +35,20 @@ from .bits import (
 from .codebook import CodebookPerplexity, code_counts, codebook_perplexity, entropy_from_counts
 from .ctc import ctc_greedy_decode
 from .error_rate import PhoneErrorRate, edit_distance_counts, phone_error_rate
+from .unit_quality import (
+    abx_error,
+    bitrate_bits_per_second,
+    boundary_f1,
+    cluster_purity,
+    mapped_error_rate,
+    mean_segment_length,
+    nmi,
+    pnmi,
+    purity,
+    unit_quality_metrics,
+    units_to_frames,
+    used_units,
+)
 
 EVALUATE_MODULES = ("bits_per_dim", "codebook_perplexity", "phone_error_rate")
 
@@ -84,4 +100,16 @@ __all__ = [
     "phone_error_rate",
     "uniform_rate_bits",
     "unigram_rate_bits",
+    "abx_error",
+    "bitrate_bits_per_second",
+    "boundary_f1",
+    "cluster_purity",
+    "mapped_error_rate",
+    "mean_segment_length",
+    "nmi",
+    "pnmi",
+    "purity",
+    "unit_quality_metrics",
+    "units_to_frames",
+    "used_units",
 ]

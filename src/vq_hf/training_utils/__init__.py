@@ -4,16 +4,18 @@ deterministic data order, the non-finite guard, tracking and plots, and the per-
 from .checkpoints import CheckpointError, list_checkpoints, resolve_checkpoint
 from .config import ConfigError, load_recipe, parse_override, validate_recipe
 from .guard import NonFiniteLossError
-from .polyak import PolyakAverage
+from .polyak import AverageState, averaged_model, polyak_average
 
 __all__ = [
     "CheckpointError",
     "ConfigError",
     "NonFiniteLossError",
-    "PolyakAverage",
+    "AverageState",
+    "averaged_model",
     "list_checkpoints",
     "load_recipe",
     "parse_override",
+    "polyak_average",
     "resolve_checkpoint",
     "validate_recipe",
 ]

@@ -119,3 +119,9 @@ def check_writable(folder: str | os.PathLike) -> None:
             pass
     except OSError as e:
         raise PermissionError(f"output_dir {folder}: cannot write there ({e.strerror or e})") from None
+
+
+def disk_usage(folder: str | os.PathLike) -> int:
+    """Bytes of the regular files under ``folder`` (0 when it does not exist)."""
+    root = pathlib.Path(folder)
+    return sum(p.stat().st_size for p in root.rglob("*") if p.is_file() and not p.is_symlink()) if root.is_dir() else 0

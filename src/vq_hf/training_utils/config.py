@@ -19,6 +19,7 @@ A recipe states the whole experiment in seven sections::
 from __future__ import annotations
 
 import copy
+import difflib
 import hashlib
 import json
 import math
@@ -118,7 +119,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "eval_each_epoch": Key((bool,), False, help="also evaluate at the end of every epoch (drives plateau LR)"),
         "save_every": Key((int,), 1000, check=_pos, check_text="> 0 (optimizer steps)"),
         "log_every": Key((int,), 10, check=_pos, check_text="> 0 (optimizer steps)"),
-        "keep_last": Key((int,), 2, check=_pos, check_text="> 0 (checkpoints kept)"),
+        "keep_last": Key((int,), 1, check=_pos,
+                         check_text="> 0 (checkpoints kept; writes are atomic, so 1 always leaves a complete one)"),
         "max_eval_batches": Key((int,), None, nullable=True, check=_pos,
                                 check_text="> 0 (periodic evaluations only; the final one is complete)"),
     },
@@ -187,10 +189,36 @@ def _coerce_numbers(obj):
     return obj
 
 
-def load_recipe(path: str | pathlib.Path | None, overrides: list[str] = ()) -> dict:
+def check_override_keys(overrides: list[str], open_keys: Callable[[str], dict] | None = None,
+                        task: str | None = None) -> None:
+    """Every override names a known key; a typo is reported against the override, with the section's keys.
+
+    ``open_keys(task)`` → ``{"model": keys, "quantizer": keys}``: the sections whose keys the model config owns
+    (unchecked here when not given). ``task`` is the run's task (an override ``task=...`` wins).
+    """
+    parsed = [(token, *parse_override(token)) for token in overrides]
+    task = next((v for _, parts, v in parsed if parts == ["task"]), task)
+    open_known = open_keys(task) if open_keys is not None and task in TASKS else {}
+    for token, parts, _ in parsed:
+        section = parts[0]
+        if section not in TOP_LEVEL:
+            raise ConfigError(f"override {token!r}: unknown section {section!r}; sections: {list(TOP_LEVEL)}")
+        known = sorted(SCHEMA[section]) if section in SCHEMA else sorted(open_known.get(section, ()))
+        if len(parts) < 2 or not known:
+            continue
+        if parts[1] not in known:
+            close = difflib.get_close_matches(parts[1], known, n=1)
+            hint = f" (did you mean {section}.{close[0]}?)" if close else ""
+            raise ConfigError(f"override {token!r}: {section} has no key {parts[1]!r}{hint}; "
+                              f"valid {section} keys: {', '.join(known)}")
+
+
+def load_recipe(path: str | pathlib.Path | None, overrides: list[str] = (),
+                open_keys: Callable[[str], dict] | None = None) -> dict:
     """Read a recipe, apply overrides, fill defaults and validate the fixed sections.
 
-    Raises :class:`ConfigError` naming the file and the key for anything unknown or invalid.
+    Raises :class:`ConfigError` naming the override, or the file, and the key for anything unknown or invalid.
+    ``open_keys``: see :func:`check_override_keys`.
     """
     raw: dict = {}
     source = "<no config file>"
@@ -206,6 +234,7 @@ def load_recipe(path: str | pathlib.Path | None, overrides: list[str] = ()) -> d
         if not isinstance(raw, dict):
             raise ConfigError(f"{source}: the top level must be a mapping of sections, got {type(raw).__name__}")
         raw = _coerce_numbers(raw)
+    check_override_keys(list(overrides), open_keys, raw.get("task", "cifar10"))
     cfg = copy.deepcopy(raw)
     for token in overrides:
         parts, value = parse_override(token)

@@ -3,7 +3,8 @@
 - :class:`EpochSampler`: the permutation of epoch e is a pure function of (seed, e); nothing to checkpoint
   beyond the epoch and the number of batches already consumed (``accelerator.skip_first_batches``).
 - :class:`IndexedDataset` + :class:`SeededCollate`: collators with random crops get a generator seeded from
-  (seed, epoch, the batch's example indices). Accelerate's data loader prefetches one batch ahead, so a
+  (seed, epoch, the batch's example indices).
+Both seeds are children of the run seed (:mod:`.seeding`). Accelerate's data loader prefetches one batch ahead, so a
   collator drawing from the global RNG would consume randomness for a batch that the checkpoint has not
   reached yet, and the resumed run would crop differently.
 """
@@ -11,10 +12,11 @@
 from __future__ import annotations
 
 import dataclasses
-import zlib
 
 import torch
 from torch.utils.data import Dataset, Sampler
+
+from .seeding import CROPS, DATA_ORDER, derive_seed
 
 
 class EpochSampler(Sampler[int]):
@@ -31,7 +33,7 @@ class EpochSampler(Sampler[int]):
         self.epoch = int(epoch)
 
     def __iter__(self):
-        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        g = torch.Generator().manual_seed(derive_seed(self.seed, DATA_ORDER, self.epoch))
         return iter(torch.randperm(self.num_examples, generator=g).tolist())
 
     def __len__(self) -> int:
@@ -74,8 +76,7 @@ class SeededCollate:
         collator = self.collator
         if self.seedable:
             epoch = self.sampler.epoch if self.sampler is not None else 0
-            key = f"{self.seed}:{epoch}:{','.join(map(str, indices))}".encode()
-            seed = zlib.crc32(key)
+            seed = derive_seed(self.seed, CROPS, epoch, *indices)
             if self.is_dataclass:
                 collator = dataclasses.replace(self.collator, seed=seed)
             else:

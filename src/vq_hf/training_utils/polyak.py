@@ -1,97 +1,76 @@
-"""Polyak averaging (an exponential moving average of the parameters), as the reference trainer does.
+"""Polyak averaging (an exponential moving average of the parameters) with ``torch.optim.swa_utils``.
 
-``avg ← d·avg + (1 − d)·θ`` after every optimizer step, over the floating-point parameters the optimizer
-trains (``requires_grad``), kept in fp32. Buffers are never averaged: batch-norm running statistics, EMA codebook statistics, usage counters,
-the reservoir and the re-estimation schedule are copied from the live model whenever the averaged model is
-materialised (:meth:`PolyakAverage.averaged_model`). Averaging them would smooth EMA statistics a second
-time and truncate integer counters (hf-conventions §7.4).
+``avg ← d·avg + (1 − d)·θ`` after every optimizer step (:class:`~torch.optim.swa_utils.AveragedModel` with
+``get_ema_multi_avg_fn(d)``: one fused ``lerp`` over all parameters), in the parameters' dtype (fp32: mixed
+precision autocasts, it does not store low-precision weights).
+
+Buffers are never averaged (``use_buffers=False``): batch-norm running statistics, EMA codebook statistics,
+usage counters, the reservoir and the re-estimation schedule are copied from the live model whenever the
+average is used (:func:`averaged_model`). Averaging them would smooth EMA statistics a second time and
+truncate integer counters (hf-conventions §7.4). For the same reason a parameter the optimizer does not
+train (an EMA codebook, ``requires_grad=False``: already an average) is taken from the live model.
 
 Re-initialised codewords: when data-dependent re-estimation overwrites a trainable codebook with k-means
 centroids, the average keeps blending the old and the new codewords for about 1/(1 − d) steps (500 for
 d = 0.998). That is the reference behaviour and the reason for the high early Polyak bits/dim of the
-paper's Fig. 4; once re-estimation stops, the average converges like any other. An EMA codebook is not
-trained by the optimizer (``requires_grad=False``; it is already an average), so it is not averaged again: the
-averaged model always uses the live EMA codebook.
+paper's Fig. 4; once re-estimation stops, the average converges like any other.
 
-``debias=True`` starts the average from zero and divides by ``1 − d^t`` (as Adam's moments), which makes
-short runs (the quickstart) evaluate a proper average of the visited weights instead of one dominated by
-the initialisation.
+Where the average starts (``training.polyak_debias``): ``false`` starts it from the initial weights, as the
+reference trainer does; ``true`` starts it from the weights after the first optimizer step (AveragedModel's
+own first update copies), so that short runs (the quickstart) evaluate an average of visited weights
+instead of one dominated by the initialisation; after t updates the first one keeps a weight of d^(t−1).
+
+A checkpoint holds the averaged trainable parameters and the update count only (:class:`AverageState`):
+the averaged module's buffers are stale copies that :func:`averaged_model` overwrites anyway.
 """
 
 from __future__ import annotations
 
-import copy
-
 import torch
 from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 
-class PolyakAverage:
-    """Shadow fp32 copy of a model's floating parameters; ``state_dict`` makes it checkpointable."""
+def polyak_average(model: nn.Module, decay: float, start_from_init: bool = True) -> AveragedModel:
+    """An AveragedModel of ``model`` whose next updates compute the Polyak average with ``decay``."""
+    if not 0.0 <= decay < 1.0:
+        raise ValueError(f"polyak decay must be in [0, 1), got {decay!r}")
+    averaged = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=False)
+    if start_from_init:
+        averaged.update_parameters(model)  # the first update copies: the average starts at θ_0
+    return averaged
 
-    def __init__(self, model: nn.Module, decay: float = 0.998, debias: bool = False):
-        if not 0.0 <= decay < 1.0:
-            raise ValueError(f"polyak decay must be in [0, 1), got {decay!r}")
-        self.decay = float(decay)
-        self.debias = bool(debias)
-        self.num_updates = 0
-        self.shadow: dict[str, torch.Tensor] = {}
-        for name, p in model.named_parameters():
-            if p.is_floating_point() and p.requires_grad:
-                t = p.detach().float().clone()
-                self.shadow[name] = torch.zeros_like(t) if debias else t
-        self._scratch: nn.Module | None = None
 
-    @torch.no_grad()
-    def update(self, model: nn.Module) -> None:
-        """Blend the live parameters in; call after each optimizer step on the unwrapped model."""
-        self.num_updates += 1
-        params = dict(model.named_parameters())
-        names = list(self.shadow)
-        shadow = [self.shadow[n] for n in names]
-        live = [params[n].detach().float() for n in names]
-        if names:  # one fused kernel over all tensors: avg = d·avg + (1 − d)·θ
-            torch._foreach_lerp_(shadow, live, 1.0 - self.decay)
+def _trained(model: nn.Module) -> set[str]:
+    return {n for n, p in model.named_parameters() if p.requires_grad and p.is_floating_point()}
 
-    def averaged_parameters(self) -> dict[str, torch.Tensor]:
-        if self.debias and self.num_updates > 0:
-            scale = 1.0 / (1.0 - self.decay**self.num_updates)
-            return {n: t * scale for n, t in self.shadow.items()}
-        return self.shadow
 
-    @torch.no_grad()
-    def averaged_model(self, model: nn.Module) -> nn.Module:
-        """A model with the averaged parameters and the live model's buffers (a reused scratch copy).
+@torch.no_grad()
+def averaged_model(averaged: AveragedModel, live: nn.Module) -> nn.Module:
+    """The averaged module with the live model's buffers and untrained parameters (shared, not copied)."""
+    trained = _trained(live)
+    module = averaged.module
+    state = {k: v for k, v in live.state_dict().items() if k not in trained}
+    module.load_state_dict(state, strict=False)
+    if averaged.n_averaged.item() == 0:  # nothing averaged yet: the live weights are the only visited ones
+        module.load_state_dict(live.state_dict())
+    module.train(live.training)
+    return module
 
-        Before any update the live parameters are used (nothing has been averaged yet).
-        """
-        if self._scratch is None:
-            self._scratch = copy.deepcopy(model)
-        scratch = self._scratch
-        scratch.load_state_dict(model.state_dict())  # buffers (and parameters, overwritten below)
-        if self.num_updates > 0:
-            avg = self.averaged_parameters()
-            for name, p in scratch.named_parameters():
-                if name in avg:
-                    p.copy_(avg[name].to(p.dtype))
-        scratch.train(model.training)
-        return scratch
 
-    def to(self, device) -> "PolyakAverage":
-        self.shadow = {n: t.to(device) for n, t in self.shadow.items()}
-        return self
+class AverageState:
+    """What a checkpoint needs of the average (accelerate ``register_for_checkpointing`` protocol):
+    the averaged trained parameters and ``n_averaged`` — not a second copy of the model's buffers."""
 
-    # accelerate.register_for_checkpointing protocol
+    def __init__(self, averaged: AveragedModel, live: nn.Module):
+        self.averaged = averaged
+        self.keys = {f"module.{n}" for n in _trained(live)} | {"n_averaged"}
+
     def state_dict(self) -> dict:
-        return {"decay": self.decay, "debias": self.debias, "num_updates": self.num_updates,
-                "shadow": {n: t.clone() for n, t in self.shadow.items()}}
+        return {k: v for k, v in self.averaged.state_dict().items() if k in self.keys}
 
     def load_state_dict(self, state: dict) -> None:
-        missing = set(self.shadow) ^ set(state["shadow"])
-        if missing:
-            raise ValueError(f"Polyak state does not match the model: differing parameters {sorted(missing)[:5]}")
-        self.decay = float(state["decay"])
-        self.debias = bool(state["debias"])
-        self.num_updates = int(state["num_updates"])
-        device = next(iter(self.shadow.values())).device if self.shadow else "cpu"
-        self.shadow = {n: t.to(device).float().clone() for n, t in state["shadow"].items()}
+        if set(state) != self.keys:
+            differing = sorted(set(state) ^ self.keys)[:5]
+            raise ValueError(f"Polyak state does not match the model: differing parameters {differing}")
+        self.averaged.load_state_dict(state, strict=False)

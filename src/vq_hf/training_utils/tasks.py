@@ -1,8 +1,9 @@
 """The three tasks of the paper as the training script sees them: config, data, model, scalars, results.
 
 Each :class:`Task` turns a validated recipe into a :class:`~vq_hf.models.VQVAEConfig`, loads its dataset
-(the offline default when ``data.dataset_name`` is null), builds the model, and knows its evaluation metric
-(:mod:`vq_hf.evaluation` computes the numbers) and the fields of ``results.json``.
+(the offline default when ``data.dataset_name`` is null), builds the model, and knows its evaluation metric and
+the fields of ``results.json``. :func:`vq_hf.evaluation.evaluate_model` computes the numbers; this module does not
+import it, so that ``vq-hf eval`` builds its data through the tasks without an import circle.
 """
 
 from __future__ import annotations
@@ -44,6 +45,16 @@ def _model_fields(config_class) -> dict[str, Any]:
     sig = inspect.signature(config_class.__init__)
     return {n: p.default for n, p in sig.parameters.items()
             if n not in ("self", "quantizer") and p.kind is not p.VAR_KEYWORD}
+
+
+def open_keys(task: str) -> dict[str, list[str]]:
+    """The valid keys of the recipe sections the model config owns: ``model`` (the family config's fields) and
+    ``quantizer`` (``family`` and the VectorQuantizer arguments but ``dim``, which the model derives)."""
+    from vq_hf.models.configuration_vqvae import family_config_class
+    from vq_hf.quantization import VectorQuantizer
+
+    quantizer = set(inspect.signature(VectorQuantizer.__init__).parameters) - {"self", "dim"}
+    return {"model": sorted(_model_fields(family_config_class(task))), "quantizer": sorted(quantizer | {"family"})}
 
 
 def build_scheduler(optimizer, sched: dict):
@@ -136,7 +147,7 @@ class Task:
     # ---------------------------------------------------------------- config and model
     def build_config(self, recipe: dict, source: str = "<recipe>"):
         """The family config of this task: ``model`` keys as its fields, the ``quantizer`` section as its nested
-        quantizer dict (``seed`` defaults to ``training.seed``)."""
+        quantizer dict (``seed`` defaults to ``training.seed``; run_vq.py passes a child of it)."""
         from vq_hf.models.configuration_vqvae import family_config_class
 
         config_class = family_config_class(self.name)
@@ -182,12 +193,6 @@ class Task:
             parts.append(f"{weights}: {self.main_metric}={val:.4f}" + (f" {pp}" if pp else ""))
         return "; ".join(parts)
 
-    # ---------------------------------------------------------------- evaluation
-    def evaluate(self, model, dataloader, accelerator=None, max_batches=None) -> dict:
-        from vq_hf.evaluation import evaluate_model
-
-        return evaluate_model(model, dataloader, self.name, accelerator=accelerator, max_batches=max_batches)
-
     # ---------------------------------------------------------------- results.json
     def results(self, *, recipe, config_file, final, data: TaskData, training: dict, model_config) -> dict:
         """results.json in the schema of :mod:`vq_hf.cards` (plus the full recipe for reproduction)."""
@@ -216,6 +221,10 @@ class Task:
         if "polyak" in final:
             out["metrics_polyak"] = scalars(final["polyak"])
             out["polyak_decay"] = recipe["training"]["polyak_decay"]
+        # The final evaluation's (G, K) code histograms per weights: `vq-hf reproduce` plots code usage from them.
+        counts = {w: m["code_counts"] for w, m in final.items() if m.get("code_counts") is not None}
+        if counts:
+            out["code_counts"] = counts
         return out
 
 
@@ -271,7 +280,7 @@ class HandwritingTask(Task):
         root = cache_root(recipe, cache_dir)
         notes = []
         if source is None:
-            from vq_hf.data.synth_handwriting import make_handwriting_corpus
+            from vq_hf.standins.handwriting import make_handwriting_corpus
 
             source = str(make_handwriting_corpus(_standin_folder(root) / "synth_handwriting",
                                                  num_lines=d["synth_size"], seed=recipe["training"]["seed"]))
@@ -328,7 +337,7 @@ class SpeechTask(Task):
         if source is None:
             from filelock import FileLock
 
-            from vq_hf.data.synth_speech import make_speech_corpus
+            from vq_hf.standins.speech import make_speech_corpus
 
             seed, n = recipe["training"]["seed"], d["synth_size"]
             corpus = _standin_folder(root) / f"synth_speech.{n}utts.seed{seed}"
@@ -393,13 +402,14 @@ class SpeechTask(Task):
         return data
 
 
-TASKS = {t.name: t for t in (Cifar10Task(), HandwritingTask(), SpeechTask())}
+# one Task per name of config.TASKS (the recipe's valid `task` values)
+_TASK_OBJECTS = {t.name: t for t in (Cifar10Task(), HandwritingTask(), SpeechTask())}
 
 
 def get_task(name: str) -> Task:
-    if name not in TASKS:
-        raise ConfigError(f"task: {name!r} is not one of {sorted(TASKS)}")
-    return TASKS[name]
+    if name not in _TASK_OBJECTS:
+        raise ConfigError(f"task: {name!r} is not one of {sorted(_TASK_OBJECTS)}")
+    return _TASK_OBJECTS[name]
 
 
 def seeded_loader_inputs(data: TaskData, seed: int, sampler):
@@ -416,10 +426,3 @@ def hardware(accelerator) -> str:
         return f"{n}x {torch.cuda.get_device_name(accelerator.device)}"
     cpu = f"{os.cpu_count()}-core CPU"
     return cpu if n == 1 else f"{n} processes on a {cpu}"
-
-
-def write_model_card(folder: pathlib.Path) -> pathlib.Path:
-    """README.md of the finished folder, built by vq_hf.cards from results.json."""
-    from vq_hf import cards
-
-    return cards.write_model_card(folder)

@@ -1,5 +1,6 @@
-"""What a run records while it trains: a JSON-lines history (the source of the plots and of the tests) and
-TensorBoard scalars and histograms. Both are written by the main process only.
+"""What a run records while it trains: a JSON-lines history (the source of the plots, results and tests) and,
+through accelerate's trackers (``Accelerator(log_with="tensorboard")``), TensorBoard scalars and code-usage
+histograms. Both are written by the main process only.
 
 History rows: ``{"kind": "train" | "eval", "step": int, "epoch": int, ...metrics}``; eval rows carry
 ``"weights": "raw" | "polyak"``. On resume, rows after the checkpoint's step are dropped first, so the
@@ -64,53 +65,42 @@ class History:
         return rows
 
 
-class TensorBoard:
-    """A thin SummaryWriter wrapper; a no-op when disabled or when tensorboard is not importable."""
+def log_metrics(accelerator, prefix: str, metrics: dict, step: int) -> None:
+    """Scalars to accelerate's trackers (``accelerator.log``), one series per codebook for list values."""
+    values = {}
+    for k, v in metrics.items():
+        if isinstance(v, (list, tuple, np.ndarray)):
+            for i, x in enumerate(np.asarray(v, dtype=float).ravel()):
+                values[f"{prefix}/{k}/codebook_{i}"] = float(x)
+        elif isinstance(v, (int, float)) and not isinstance(v, bool):
+            values[f"{prefix}/{k}"] = float(v)
+    accelerator.log(values, step=step)
 
-    def __init__(self, log_dir: str | pathlib.Path, enabled: bool = True):
-        self.writer = None
-        if enabled:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-            except ImportError:  # tensorboard is a dependency, but keep training alive without it
-                return
-            self.writer = SummaryWriter(log_dir=str(log_dir))
 
-    def scalars(self, prefix: str, metrics: dict, step: int) -> None:
-        if self.writer is None:
-            return
-        for k, v in metrics.items():
-            if isinstance(v, (list, tuple, np.ndarray)):
-                for i, x in enumerate(np.asarray(v, dtype=float).ravel()):
-                    self.writer.add_scalar(f"{prefix}/{k}/codebook_{i}", float(x), step)
-            elif isinstance(v, (int, float)) and not isinstance(v, bool):
-                self.writer.add_scalar(f"{prefix}/{k}", float(v), step)
+def log_code_usage(accelerator, tag: str, counts, step: int) -> None:
+    """Per-codebook code-usage histogram (one bar per code) on the TensorBoard tracker, when there is one.
 
-    def code_usage(self, tag: str, counts: np.ndarray, step: int) -> None:
-        """Per-codebook code-usage histogram: one bar per code, height = how often it was chosen."""
-        if self.writer is None or counts is None:
-            return
-        counts = np.asarray(counts, dtype=np.float64)
-        if counts.ndim == 1:
-            counts = counts[None]
-        for i, c in enumerate(counts):
-            k = c.shape[0]
-            edges = np.arange(k + 1, dtype=np.float64) - 0.5
-            total = c.sum()
-            if total <= 0:
-                continue
-            idx = np.arange(k, dtype=np.float64)
-            self.writer.add_histogram_raw(
-                f"{tag}/codebook_{i}", min=0.0, max=float(k - 1), num=float(total), sum=float((idx * c).sum()),
-                sum_squares=float((idx**2 * c).sum()), bucket_limits=edges[1:].tolist(), bucket_counts=c.tolist(),
-                global_step=step,
-            )
-
-    def flush(self) -> None:
-        if self.writer is not None:
-            self.writer.flush()
-
-    def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
-            self.writer = None
+    accelerate's ``log`` takes scalars only; a histogram goes to the tracker's own SummaryWriter.
+    """
+    if counts is None or not accelerator.is_main_process:
+        return
+    try:
+        writer = accelerator.get_tracker("tensorboard", unwrap=True)
+    except ValueError:  # no such tracker
+        return
+    if not hasattr(writer, "add_histogram_raw"):  # accelerate's no-op stand-in (tracking disabled)
+        return
+    counts = np.asarray(counts, dtype=np.float64)
+    if counts.ndim == 1:
+        counts = counts[None]
+    for i, c in enumerate(counts):
+        k = c.shape[0]
+        total = c.sum()
+        if total <= 0:
+            continue
+        idx = np.arange(k, dtype=np.float64)
+        writer.add_histogram_raw(
+            f"{tag}/codebook_{i}", min=0.0, max=float(k - 1), num=float(total), sum=float((idx * c).sum()),
+            sum_squares=float((idx**2 * c).sum()), bucket_limits=(idx + 0.5).tolist(), bucket_counts=c.tolist(),
+            global_step=step,
+        )

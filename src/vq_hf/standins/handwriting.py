@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .scribblelens import BLANK, CORPUS_ROOT, DEFAULT_ALIGNMENTS, SPACE, STANDIN_MARKER, dat_name, format_ali
+from vq_hf.data.scribblelens import BLANK, CORPUS_ROOT, DEFAULT_ALIGNMENTS, SPACE, STANDIN_MARKER, dat_name, format_ali
 
 __all__ = [
     "DEFAULT_FONTS",
@@ -593,8 +593,8 @@ def write_preview(
     segments labelled with their characters, and the 32-pixel-high version the loaders produce."""
     from PIL import Image, ImageDraw, ImageFont
 
-    from ..models.vqvae_line.image_processing_vqvae_line import VQVAELineImageProcessor
-    from .scribblelens import parse_ali, parse_dat
+    from vq_hf.data.scribblelens import parse_ali, parse_dat
+    from vq_hf.models.vqvae_line.image_processing_vqvae_line import VQVAELineImageProcessor
 
     processor = VQVAELineImageProcessor()
     label_font = ImageFont.load_default()

@@ -15,6 +15,11 @@ chosen voice and speaking rate, saves the waveform and prints the end time of ev
    in the form of ``ali-to-phones --ctm-output`` (``utt 1 start dur PHONE``, times on the 10 ms grid, covering
    exactly the utterance's feature frames). Festival's ``pau`` becomes ``SIL``; other phones are upper-cased.
 
+Speakers are voice × warp, named ``<voice short name>w<warp × 100>`` (e.g. ``kalw092``) in ``utt2spk``; the
+default voices are every Debian English Festival voice installed (us-slt-hts, kal, ked). ``--held_out_voices``
+keeps voices out of train (they speak dev/test prompts only), for unit quality on unseen speakers; speaking rate
+(speed) and noise level (``--noise-db-range``) vary per utterance, seeded.
+
 Each split (``train``/``dev``/``test``, split by prompt: no prompt is spoken in two splits) is a Kaldi data
 directory: ``wav.scp`` (absolute paths), ``text``, ``utt2spk``, ``spk2utt``, ``phones.ctm``; the waveforms
 (16-bit PCM, 16 kHz) are in ``OUT_DIR/wav``. ``OUT_DIR/corpus.json`` records the options, the per-utterance
@@ -40,7 +45,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-DEBIAN_PACKAGES = "festival festvox-us-slt-hts festvox-kallpc16k"
+DEBIAN_PACKAGES = "festival festvox-us-slt-hts festvox-kallpc16k festvox-kdlpc16k"
 SAMPLING_RATE = 16000
 FRAME_LENGTH = 400  # 25 ms at 16 kHz, Kaldi's default window
 FRAME_SHIFT = 160  # 10 ms
@@ -57,7 +62,10 @@ class VoiceSpec:
 KNOWN_VOICES: dict[str, VoiceSpec] = {
     "cmu_us_slt_arctic_hts": VoiceSpec("slt", "hts", "festvox-us-slt-hts"),
     "kal_diphone": VoiceSpec("kal", "diphone", "festvox-kallpc16k", f0_mean=105.0),
+    "ked_diphone": VoiceSpec("ked", "diphone", "festvox-kdlpc16k", f0_mean=115.0),
 }
+# Debian's English Festival voices (bookworm): us-slt-hts, kallpc16k, kdlpc16k (and their 8 kHz twins, which add
+# no new speaker). espeak-ng / MBROLA voices are not used: they give no segment times for the phone CTMs.
 
 
 def voice_spec(voice: str) -> VoiceSpec:
@@ -83,6 +91,7 @@ class UtterancePlan:
     warp: float  # resampling warp factor (pitch × warp)
     f0_mean: float | None  # Festival F0 target mean, voices with Int_Targets_LR only
     index: int = 0  # position in the plan; seeds this utterance's noise
+    noise_db: float | None = None  # this utterance's white-noise level (None: the corpus-wide --noise-db)
 
 
 # ---------------------------------------------------------------------------------------------- prompts
@@ -92,8 +101,8 @@ _PROMPT_RE = re.compile(r'^\(\s*(\S+)\s+"(.*)"\s*\)\s*$')
 def read_prompts(path: str | Path | None = None) -> list[tuple[str, str]]:
     """Parse Festival's ``( id "text" )`` prompt list (the packaged CMU ARCTIC prompts by default)."""
     if path is None:
-        source = resources.files("vq_hf.data").joinpath("cmuarctic.data")
-        lines, name = source.read_text(encoding="utf-8").splitlines(), "vq_hf/data/cmuarctic.data"
+        source = resources.files("vq_hf.standins").joinpath("cmuarctic.data")
+        lines, name = source.read_text(encoding="utf-8").splitlines(), "vq_hf/standins/cmuarctic.data"
     else:
         path = Path(path)
         if not path.is_file():
@@ -248,8 +257,20 @@ def plan_corpus(
     rate_range: tuple[float, float],
     warps: list[float],
     pitch_jitter: float,
+    held_out_voices: list[str] = (),
+    noise_db_range: tuple[float, float] | None = None,
 ) -> list[UtterancePlan]:
-    """Decide every utterance's prompt, split, voice, speaker, rate and pitch from the seed alone."""
+    """Decide every utterance's prompt, split, voice, speaker, rate, pitch and noise level from the seed alone.
+
+    Voices in ``held_out_voices`` speak only dev/test prompts (their speakers never occur in train), so unit
+    quality can be measured on unseen speakers. With ``noise_db_range`` each utterance draws its noise level
+    uniformly from it.
+    """
+    unknown = sorted(set(held_out_voices) - set(voices))
+    if unknown:
+        raise ValueError(f"--held_out_voices {unknown} are not among the voices {voices}")
+    if held_out_voices and not set(voices) - set(held_out_voices):
+        raise ValueError(f"every voice {voices} is held out: train would have no speaker")
     if utterances < 1:
         raise ValueError(f"--utterances must be >= 1, got {utterances}")
     for name, frac in (("dev", dev_fraction), ("test", test_fraction)):
@@ -273,18 +294,21 @@ def plan_corpus(
         split_of[prompt_id] = "train" if i < counts["train"] else ("dev" if i < counts["train"] + counts["dev"] else "test")
 
     speakers = [(voice, warp) for voice in voices for warp in warps]
+    train_speakers = [(v, w) for v, w in speakers if v not in set(held_out_voices)]
     plans = []
     for k in range(utterances):
         prompt_id, text = chosen[k % num_prompts]
         repetition = k // num_prompts
-        voice, base_warp = speakers[(k + repetition) % len(speakers)]
+        pool = train_speakers if split_of[prompt_id] == "train" else speakers
+        voice, base_warp = pool[(k + repetition) % len(pool)]
         spec = voice_spec(voice)
         speaker = f"{spec.short}w{int(round(base_warp * 100)):03d}"
         rate = float(rng.uniform(*rate_range))
         warp = base_warp * float(rng.uniform(1.0 - pitch_jitter, 1.0 + pitch_jitter))
         f0 = spec.f0_mean * float(rng.uniform(0.85, 1.15)) if spec.f0_mean is not None else None
+        noise = float(rng.uniform(*noise_db_range)) if noise_db_range is not None else None
         utt_id = f"{speaker}-{prompt_id}" + (f"-r{repetition}" if repetition else "")
-        plans.append(UtterancePlan(utt_id, speaker, voice, prompt_id, text, split_of[prompt_id], rate, warp, f0, k))
+        plans.append(UtterancePlan(utt_id, speaker, voice, prompt_id, text, split_of[prompt_id], rate, warp, f0, k, noise))
     return plans
 
 
@@ -301,6 +325,8 @@ def make_speech_corpus(
     warps: tuple[float, ...] = (0.92, 1.0, 1.08),
     pitch_jitter: float = 0.03,
     noise_db: float = -60.0,
+    noise_db_range: tuple[float, float] | None = None,
+    held_out_voices: list[str] | None = None,
     prompts_path: str | Path | None = None,
     festival: str = "festival",
     jobs: int = 1,
@@ -338,7 +364,8 @@ def make_speech_corpus(
 
     prompts = read_prompts(prompts_path)
     plans = plan_corpus(
-        prompts, utterances, voices, seed, dev_fraction, test_fraction, rate_range, list(warps), pitch_jitter
+        prompts, utterances, voices, seed, dev_fraction, test_fraction, rate_range, list(warps), pitch_jitter,
+        held_out_voices=list(held_out_voices or ()), noise_db_range=noise_db_range,
     )
 
     if out_dir.exists() and overwrite:
@@ -381,7 +408,7 @@ def make_speech_corpus(
             }
     wall = time.perf_counter() - started
     summary = {
-        "generator": "vq_hf.data.synth_speech",
+        "generator": "vq_hf.standins.speech",
         "seed": seed,
         "voices": voices,
         "options": {
@@ -392,7 +419,9 @@ def make_speech_corpus(
             "warps": list(warps),
             "pitch_jitter": pitch_jitter,
             "noise_db": noise_db,
-            "prompts": str(prompts_path) if prompts_path else "vq_hf/data/cmuarctic.data",
+            "noise_db_range": list(noise_db_range) if noise_db_range is not None else None,
+            "held_out_voices": list(held_out_voices or ()),
+            "prompts": str(prompts_path) if prompts_path else "vq_hf/standins/cmuarctic.data",
         },
         "splits": splits,
         "audio_seconds": round(audio_seconds, 3),
@@ -407,6 +436,7 @@ def make_speech_corpus(
                 "rate": round(p.rate, 4),
                 "warp": round(p.warp, 4),
                 "f0_mean": None if p.f0_mean is None else round(p.f0_mean, 2),
+                "noise_db": round(noise_db if p.noise_db is None else p.noise_db, 2),
                 "num_samples": records[p.utt_id]["num_samples"],
             }
             for p in sorted(plans, key=lambda p: p.utt_id)
@@ -427,7 +457,8 @@ def _finish_utterance(
         raw = raw.mean(axis=1)
     audio, time_scale = _warp_resample(raw, rate, plan.warp)
     noise_rng = np.random.default_rng([seed, plan.index])
-    audio = audio + (10.0 ** (noise_db / 20.0)) * noise_rng.standard_normal(audio.shape[0])
+    level = noise_db if plan.noise_db is None else plan.noise_db
+    audio = audio + (10.0 ** (level / 20.0)) * noise_rng.standard_normal(audio.shape[0])
     audio = np.clip(audio, -1.0, 32767.0 / 32768.0)
     pcm = np.round(audio * 32768.0).astype(np.int16)
     sf.write(wav_dir / f"{plan.utt_id}.wav", pcm, SAMPLING_RATE, subtype="PCM_16")
@@ -500,6 +531,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--pitch-jitter", type=float, default=0.03, help="per-utterance relative warp jitter (default 0.03)")
     parser.add_argument("--noise-db", type=float, default=-60.0, help="white noise level in dBFS added to every waveform (default -60)")
+    parser.add_argument(
+        "--noise-db-range", type=float, nargs=2, default=None, metavar=("LOW", "HIGH"),
+        help="draw each utterance's noise level uniformly in [LOW, HIGH] dBFS instead of --noise-db (e.g. -50 -30)",
+    )
+    parser.add_argument(
+        "--held_out_voices", "--held-out-voices", type=lambda s: [v for v in s.split(",") if v], default=None,
+        help="comma-separated voices kept out of train (they speak only dev/test prompts: unseen speakers)",
+    )
     parser.add_argument("--prompts", default=None, help="a Festival ( id \"text\" ) prompt file (default: packaged CMU ARCTIC)")
     parser.add_argument("--festival", default="festival", help="the Festival binary (default: festival on PATH)")
     parser.add_argument("--jobs", type=int, default=1, help="Festival processes run in parallel (default 1)")
@@ -522,6 +561,8 @@ def cli(argv: list[str] | None = None) -> int:
             warps=tuple(args.warps),
             pitch_jitter=args.pitch_jitter,
             noise_db=args.noise_db,
+            noise_db_range=tuple(args.noise_db_range) if args.noise_db_range else None,
+            held_out_voices=args.held_out_voices,
             prompts_path=args.prompts,
             festival=args.festival,
             jobs=args.jobs,
