@@ -186,9 +186,9 @@ def test_kmeans_error_names_the_point_count_and_counts_no_phantom_reseeds():
     assert result.empty_reseeded == 0  # three separated blobs, three centres: no cluster ever empty
 
 
-def test_lloyd_reseeds_several_empty_clusters_with_distinct_farthest_points():
-    """Mutant: ``rank = (cumsum(empty) - 1).clamp(0, m - 1)`` → ``clamp(1, m - 1)`` in ``_lloyd`` (the first
-    empty cluster took the second-farthest point, and two empty clusters took the same one)."""
+def test_kmeans_lloyd_reseeds_several_empty_clusters_with_distinct_farthest_points():
+    """Mutants: ``rank = (cumsum(empty) - 1).clamp(0, m - 1)`` → ``clamp(1, m - 1)`` and → ``(cumsum(empty) - 2)``
+    in ``_lloyd`` (two empty clusters took the same point)."""
     x = torch.tensor([[0.0, 0.0], [0.1, 0.0], [0.0, 0.1], [5.0, 0.0], [0.0, 7.0]])
     far_away = [[100.0, 100.0], [200.0, 200.0]]  # own no point: empty after the first assignment
     centers = torch.tensor([[0.0, 0.0], *far_away])
@@ -229,3 +229,4 @@ def test_seeding_a_single_centre_takes_one_row(per_round):
     x = torch.randn(30, 2, generator=torch.Generator().manual_seed(0))
     centre = kmeans_plusplus(x, 1, generator=torch.Generator().manual_seed(1), centers_per_round=per_round)
     assert centre.shape == (1, 2) and bool((x == centre).all(1).any())
+
