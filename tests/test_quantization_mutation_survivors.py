@@ -10,7 +10,7 @@ import torch
 
 from vq_hf import VectorQuantizer
 from vq_hf.quantization import ReestimationSchedule, kmeans, kmeans_plusplus
-from vq_hf.quantization.kmeans import _lloyd, default_centers_per_round
+from vq_hf.quantization.kmeans import _lloyd, default_centers_per_round, seeding_rounds
 from vq_hf.quantization.reservoir import Reservoir
 
 
@@ -230,3 +230,17 @@ def test_seeding_a_single_centre_takes_one_row(per_round):
     centre = kmeans_plusplus(x, 1, generator=torch.Generator().manual_seed(1), centers_per_round=per_round)
     assert centre.shape == (1, 2) and bool((x == centre).all(1).any())
 
+
+
+def test_kmeans_stops_at_the_same_iteration_whatever_the_data_scale():
+    """Mutants: ``tol_abs = tol * variance`` → ``tol / variance`` in ``kmeans`` (identical on unit-variance
+    test data), and ``TAPER = 4`` → ``5`` (the batched seeding's round may take at most a quarter of the
+    centres still to choose). Scaling by a power of two scales every distance and the variance exactly, so
+    a relative tolerance stops Lloyd at the same iteration with the same (scaled) centroids."""
+    x = torch.randn(500, 2, generator=torch.Generator().manual_seed(3))
+    for scale in (2.0**-8, 2.0**8):
+        a = kmeans(x, 8, tol=1e-2, generator=torch.Generator().manual_seed(4))
+        b = kmeans(x * scale, 8, tol=1e-2, generator=torch.Generator().manual_seed(4))
+        assert (a.iterations, a.converged) == (b.iterations, b.converged) and a.iterations < 100, scale
+        assert torch.equal(b.centroids, a.centroids * scale)
+    assert seeding_rounds(41, 64)[:2] == [10, 8]  # ⌈40 / 4⌉, then ⌈30 / 4⌉
