@@ -74,7 +74,7 @@ def test_two_process_gloo_ddp_run_matches_the_contract(tmp_path):
            str(REPO / "training" / "run_vq.py"), "--output_dir", str(out), "--max_steps", "3", "--report_to",
            "none", "--no_progress_bar", *TINY_CIFAR, "data.max_eval_samples=7"]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "ACCELERATE_USE_CPU": "1"}
-    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     res = json.loads((out / "results.json").read_text())
     assert res["training"]["num_processes"] == 2

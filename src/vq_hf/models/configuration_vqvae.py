@@ -158,6 +158,15 @@ class VQVAEConfig(PretrainedConfig, metaclass=_DispatchingConfigType):
         return 0
 
     @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, **kwargs):
+        # config.json's model_type names a family (or 0.1.0's flat type) and from_dict picks that class, so
+        # transformers' "model of type X to instantiate a model of type Y" warning would be noise here.
+        if cls is not VQVAEConfig:
+            return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+        config_dict, kwargs = cls.get_config_dict(pretrained_model_name_or_path, **kwargs)
+        return cls.from_dict(config_dict, **kwargs)
+
+    @classmethod
     def from_dict(cls, config_dict: dict[str, Any], **kwargs):
         # a 0.1.0 config.json read through a family class, e.g. VQVAELineConfig.from_pretrained(old folder)
         if cls is not VQVAEConfig and config_dict.get("model_type", cls.model_type) != cls.model_type:
