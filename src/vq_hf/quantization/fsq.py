@@ -152,17 +152,9 @@ class FiniteScalarQuantizer(HostCounters, nn.Module):
         """Quantize ``x`` ``(..., dim)`` (or ``(B, dim, *spatial)``); ``mask`` as for :class:`VectorQuantizer`
         (padding is left out of the usage metrics)."""
         VectorQuantizer._validate(self, x, mask)
-        xl = x.movedim(1, -1) if self.channel_first else x
-        lead = xl.shape[:-1]
-        N = math.prod(lead)
         with torch.autocast(device_type=x.device.type, enabled=False):
-            z = xl.reshape(N, self.dim).float()
-            valid = torch.ones(N, dtype=torch.bool, device=x.device) if mask is None else mask.reshape(N).to(x.device) != 0
-            if self.check_finite:
-                VectorQuantizer._raise_if_non_finite(self, z)
-            else:
-                valid = valid & torch.isfinite(z).all(-1)
-                z = torch.nan_to_num(z, nan=0.0, posinf=0.0, neginf=0.0)
+            z, valid, lead = VectorQuantizer._rows(self, x, mask)
+            N = z.shape[0]
             if self.project_in is not None:
                 z = self.project_in(z)
             const = self._const(z.device)

@@ -415,22 +415,9 @@ class VectorQuantizer(HostCounters, nn.Module):
         """
         self._validate(x, mask)
         G, D = self.num_codebooks, self.code_dim
-        xl = x.movedim(1, -1) if self.channel_first else x
-        lead = xl.shape[:-1]
-        N = math.prod(lead)
         with torch.autocast(device_type=x.device.type, enabled=False):
-            z = xl.reshape(N, self.dim).float()
-            if mask is None:
-                valid = torch.ones(N, dtype=torch.bool, device=x.device)
-            else:
-                valid = mask.reshape(N).to(device=x.device) != 0
-            if self.check_finite:
-                self._raise_if_non_finite(z)
-            else:
-                finite = torch.isfinite(z).all(-1)
-                valid = valid & finite
-                z = torch.where(finite.unsqueeze(1), z, torch.zeros((), device=z.device))
-
+            z, valid, lead = self._rows(x, mask)
+            N = z.shape[0]
             if self.batch_norm is not None:
                 if self.batch_norm_shared:
                     z = self.batch_norm(z.view(N, G, D), valid.unsqueeze(1).expand(N, G)).reshape(N, self.dim)
@@ -469,6 +456,26 @@ class VectorQuantizer(HostCounters, nn.Module):
             num_revived_codes=self._read("num_revived_codes") if self.revival.enabled else 0,
             **metrics,
         )
+
+    def _rows(self, x: torch.Tensor, mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Size]:
+        """``x`` as fp32 rows ``(N, dim)`` (call with autocast off), the rows that count ``(N,)`` bool and the
+        leading shape. Non-finite rows raise (``check_finite``) or are zeroed and left out of ``valid``. Shared
+        with the other quantizer families, which call it unbound."""
+        xl = x.movedim(1, -1) if self.channel_first else x
+        lead = xl.shape[:-1]
+        N = math.prod(lead)
+        z = xl.reshape(N, self.dim).float()
+        if mask is None:
+            valid = torch.ones(N, dtype=torch.bool, device=x.device)
+        else:
+            valid = mask.reshape(N).to(device=x.device) != 0
+        if self.check_finite:
+            VectorQuantizer._raise_if_non_finite(self, z)
+        else:
+            finite = torch.isfinite(z).all(-1)
+            valid = valid & finite
+            z = torch.where(finite.unsqueeze(1), z, torch.zeros((), device=z.device))
+        return z, valid, lead
 
     @torch.compiler.disable
     def _raise_if_non_finite(self, z: torch.Tensor) -> None:

@@ -22,7 +22,6 @@ Draws come from a counter-based stream of ``(seed, step, micro-step, rank)``, so
 
 from __future__ import annotations
 
-import math
 import warnings
 
 import torch
@@ -264,18 +263,9 @@ class ResidualVectorQuantizer(HostCounters, nn.Module):
             if self.training and num_quantizers != L:
                 raise ValueError("num_quantizers < L is for eval mode; training uses quantizer_dropout instead")
         active = L if num_quantizers is None else num_quantizers
-        xl = x.movedim(1, -1) if self.channel_first else x
-        lead = xl.shape[:-1]
-        N = math.prod(lead)
         with torch.autocast(device_type=x.device.type, enabled=False):
-            z = xl.reshape(N, self.dim).float()
-            valid = torch.ones(N, dtype=torch.bool, device=x.device) if mask is None else mask.reshape(N).to(x.device) != 0
-            if self.check_finite:
-                VectorQuantizer._raise_if_non_finite(self, z)
-            else:
-                finite = torch.isfinite(z).all(-1)
-                valid = valid & finite
-                z = torch.where(finite.unsqueeze(1), z, torch.zeros((), device=z.device))
+            z, valid, lead = VectorQuantizer._rows(self, x, mask)
+            N = z.shape[0]
             if self.batch_norm is not None:
                 z = self.batch_norm(z, valid)
 
