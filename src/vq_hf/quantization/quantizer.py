@@ -27,7 +27,7 @@ from .normalization import MaskedBatchNorm
 from .reservoir import Reservoir
 from .revival import RevivalSchedule, choose_replacements
 from .rotation import GRADIENT_ESTIMATORS, rotation_trick
-from .schedule import ReestimationSchedule
+from .schedule import ReestimationSchedule, check_int as _check_int
 from ._state import STREAM_TAGS, HostCounters, _Mirror, clear_mirrors, mix_seed
 from .search import DEFAULT_SEARCH_MEMORY_MB, SEARCH_BACKENDS, flat_code_index
 from .updates import ema_accumulate_, ema_apply_, gradient_rule_step
@@ -720,9 +720,6 @@ def _validate_options(o: dict) -> None:
     _check_float("codebook_lr_multiplier", o["codebook_lr_multiplier"], lo=0.0, lo_open=True)
     _check_float("ema_decay", o["ema_decay"], lo=0.0, hi=1.0, lo_open=True, hi_open=True)
     _check_float("ema_epsilon", o["ema_epsilon"], lo=0.0)
-    _check_int("warmup_steps", o["warmup_steps"], 0)
-    _check_int("reestimate_every", o["reestimate_every"], 1)
-    _check_int("reestimate_steps", o["reestimate_steps"], 0)
     _check_int("reservoir_size", o["reservoir_size"], 1)
     _check_int("kmeans_restarts", o["kmeans_restarts"], 1)
     _check_int("kmeans_max_iters", o["kmeans_max_iters"], 1)
@@ -741,16 +738,9 @@ def _validate_options(o: dict) -> None:
     _check_int("revive_every", o["revive_every"], 1)
     if o["revive_from"] is not None:
         _check_int("revive_from", o["revive_from"], 0)
-    # the schedule checks its own fields (reestimation_unit)
+    # the schedule checks its own fields (warmup_steps, reestimate_every, reestimate_steps, reestimation_unit)
     ReestimationSchedule(warmup=o["warmup_steps"], every=o["reestimate_every"], length=o["reestimate_steps"],
                          unit=o["reestimation_unit"], reestimating=o["quantizer_type"] == "reestimating")
-
-
-def _check_int(name: str, value, minimum: int) -> None:
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise ValueError(f"{name} must be an int, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
 
 
 def _check_float(name, value, lo=None, hi=None, lo_open=False, hi_open=False) -> None:

@@ -46,12 +46,10 @@ class ReestimationSchedule:
     def __post_init__(self):
         if self.unit not in ("steps", "epochs"):
             raise ValueError(f"reestimation_unit must be 'steps' or 'epochs', got {self.unit!r}")
-        if self.warmup < 0:
-            raise ValueError(f"warmup_steps must be >= 0, got {self.warmup}")
-        if self.every < 1:
-            raise ValueError(f"reestimate_every must be >= 1, got {self.every}")
-        if self.length < 0:
-            raise ValueError(f"reestimate_steps must be >= 0, got {self.length}")
+        # named as the quantizer's arguments: this is where those three are checked
+        check_int("warmup_steps", self.warmup, 0)
+        check_int("reestimate_every", self.every, 1)
+        check_int("reestimate_steps", self.length, 0)
 
     @property
     def last_reestimation(self) -> int:
@@ -81,3 +79,11 @@ class ReestimationSchedule:
     def reestimation_positions(self, horizon: int) -> list[int]:
         """All re-estimation positions below ``horizon`` (for logging and tests)."""
         return [p for p in range(horizon) if self.reestimates_at(p)]
+
+
+def check_int(name: str, value, minimum: int) -> None:
+    """``value`` is an int (not a bool) ≥ ``minimum``, else a ValueError naming ``name``, the value and the bound."""
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ValueError(f"{name} must be an int, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
